@@ -1,0 +1,36 @@
+# One command to serve, one to test; both create the virtual environment on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DATA ?= ../shared/data/CK+48
+
+.PHONY: install run test lint train-paper train-default clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+## Start the service on the model shipped in models/ (http://127.0.0.1:8000/docs).
+run: install
+	$(BIN)/python -m app
+
+## Lint and run the whole test suite.
+test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+## The paper's protocol: paper-v1, random 67/33 split, 20 epochs, batch 64 (~30 min on 2 cores).
+train-paper: install
+	$(BIN)/python -m training --data $(DATA) --arch paper-v1 --split random --epochs 20 --out runs/paper
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache runs

@@ -1,0 +1,1 @@
+"""Facial emotion recognition inference service."""

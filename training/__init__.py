@@ -1,0 +1,1 @@
+"""Offline training of the emotion CNNs: ``python -m training --help``."""
