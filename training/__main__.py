@@ -52,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.data is None or args.arch is None:
         _parser().error("--data and --arch are required (or --list-archs)")
+    if args.folds < 0 or args.folds == 1:
+        _parser().error("--folds must be 0 (one split) or at least 2")
     from training.dataset import CKPLUS_SUBJECT_PATTERN, DatasetError, group_by_pattern, load_dataset
     from training.run import RunConfig, run_cross_validation, run_split
 
@@ -89,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         needs_groups = protocol == "subject" or recipe.validation_fraction > 0
         pattern = args.group_pattern or CKPLUS_SUBJECT_PATTERN
         groups = dataset.groups(group_by_pattern(pattern)) if needs_groups else None
+        if args.folds and groups is not None and args.folds > len(set(groups)):
+            raise DatasetError(f"--folds {args.folds} is more than the {len(set(groups))} subjects")
     except DatasetError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
