@@ -86,7 +86,7 @@ def _compact(
     for stage, width in enumerate(widths):
         for conv in range(2):
             x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"s{stage}_conv{conv}")(x)
-            x = layers.BatchNormalization(name=f"s{stage}_bn{conv}")(x)
+            x = layers.BatchNormalization(momentum=0.9, name=f"s{stage}_bn{conv}")(x)
             x = layers.ReLU(name=f"s{stage}_relu{conv}")(x)
         if stage < len(widths) - 1:
             x = layers.MaxPooling2D(2, name=f"s{stage}_pool")(x)

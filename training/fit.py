@@ -86,7 +86,10 @@ def fit(
         if recipe.early_stopping_patience:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
-                    monitor="val_loss", patience=recipe.early_stopping_patience, restore_best_weights=True
+                    monitor="val_loss",
+                    patience=recipe.early_stopping_patience,
+                    restore_best_weights=True,
+                    start_from_epoch=recipe.early_stopping_patience,
                 )
             )
     train = _dataset(
@@ -119,4 +122,4 @@ def with_temperature(model: keras.Model, temperature: float) -> keras.Model:
     logits = model.get_layer("logits").output
     scaled = keras.layers.Rescaling(1.0 / temperature, name="temperature")(logits)
     outputs = keras.layers.Softmax(name="calibrated_probabilities")(scaled)
-    return keras.Model(model.inputs, outputs, name=model.name)
+    return keras.Model(model.input, outputs, name=model.name)
