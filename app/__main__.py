@@ -1,0 +1,38 @@
+"""``python -m app``: check the model, then serve it with uvicorn on the configured host and port."""
+
+from __future__ import annotations
+
+import sys
+
+import uvicorn
+
+from app.inference import ModelLoadError, load_model
+from app.main import create_app
+from app.observability import configure_logging
+from app.settings import get_settings
+
+
+def main() -> int:
+    settings = get_settings()
+    log_config = configure_logging(settings.log_level)
+    try:
+        model = load_model(settings.model_path)  # fail fast, with one line, before binding the port
+    except ModelLoadError as exc:
+        print(f"error: cannot start the service: {exc}", file=sys.stderr)
+        return 1
+    uvicorn.run(
+        create_app(settings, model=model),
+        host=settings.host,
+        port=settings.port,
+        log_config=log_config,
+        timeout_keep_alive=5,  # idle keep-alive connections are closed after 5 s
+        timeout_graceful_shutdown=15,  # in-flight requests get this long to finish on SIGTERM
+        limit_concurrency=512,  # beyond this many connections uvicorn answers 503 at once
+        backlog=1024,
+        server_header=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""From uploaded bytes to a prediction: decode, find the face(s), preprocess, run the model."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial
+
+import anyio
+import numpy as np
+
+from app.faces import Box, FaceDetector, crop
+from app.imaging import decode_image
+from app.preprocessing import InputSpec, to_model_input
+from app.schemas import FaceBox, FacePrediction, PredictResponse, Timing
+from app.settings import FaceMode
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    regions: list[tuple[Box | None, np.ndarray]]  # (face box or None for the whole image, model input)
+    face_found: bool
+
+
+def prepare(
+    data: bytes, *, spec: InputSpec, detector: FaceDetector, mode: FaceMode, max_pixels: int, margin: float
+) -> PreparedImage:
+    """CPU work for one upload (runs in a worker thread, never on the event loop)."""
+    image = decode_image(data, max_pixels=max_pixels)
+    boxes = detector.detect(image) if mode != "off" else []
+    if not boxes:
+        return PreparedImage([(None, to_model_input(image, spec))], face_found=False)
+    chosen = boxes if mode == "all" else boxes[:1]
+    regions = []
+    for box in chosen:
+        face, used = crop(image, box, margin)
+        regions.append((used, to_model_input(face, spec)))
+    return PreparedImage(regions, face_found=True)
+
+
+@dataclass
+class Classifier:
+    """Everything a request needs to be classified; one per running service."""
+
+    spec: InputSpec
+    labels: list[str]
+    model_id: str
+    detector: FaceDetector
+    predict: Callable[[np.ndarray], Awaitable[np.ndarray]]  # one model input -> probabilities
+    max_pixels: int
+    margin: float
+
+    def _face(self, box: Box | None, row: np.ndarray) -> FacePrediction:
+        top = int(np.argmax(row))
+        return FacePrediction(
+            box=None if box is None else FaceBox(x=box.x, y=box.y, width=box.width, height=box.height),
+            emotion=self.labels[top],
+            confidence=float(row[top]),
+            probabilities={label: float(p) for label, p in zip(self.labels, row, strict=True)},
+        )
+
+    async def classify(self, data: bytes, mode: FaceMode) -> PredictResponse:
+        started = time.perf_counter()
+        work = partial(
+            prepare,
+            data,
+            spec=self.spec,
+            detector=self.detector,
+            mode=mode,
+            max_pixels=self.max_pixels,
+            margin=self.margin,
+        )
+        prepared = await anyio.to_thread.run_sync(work)
+        decoded = time.perf_counter()
+        rows = await asyncio.gather(*(self.predict(x) for _, x in prepared.regions))
+        done = time.perf_counter()
+        faces = [self._face(box, row) for (box, _), row in zip(prepared.regions, rows, strict=True)]
+        return PredictResponse(
+            **faces[0].model_dump(),
+            face_detection=mode,
+            face_found=prepared.face_found,
+            faces=faces if mode == "all" else None,
+            model_id=self.model_id,
+            timing=Timing(
+                decode_ms=round((decoded - started) * 1000, 3),
+                inference_ms=round((done - decoded) * 1000, 3),
+                total_ms=round((done - started) * 1000, 3),
+            ),
+        )

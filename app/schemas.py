@@ -1,0 +1,118 @@
+"""Pydantic models of every response (requests are multipart uploads, described in the routes)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+EXAMPLE_PROBABILITIES = {
+    "anger": 0.004,
+    "contempt": 0.002,
+    "disgust": 0.003,
+    "fear": 0.006,
+    "happy": 0.975,
+    "sadness": 0.004,
+    "surprise": 0.006,
+}
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="Stable machine-readable error code", examples=["unsupported_image_type"])
+    message: str = Field(
+        description="What went wrong, for people", examples=["the file is not a supported image"]
+    )
+    request_id: str | None = Field(None, description="The X-Request-ID of the request, for support")
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorDetail
+
+
+class FaceBox(BaseModel):
+    x: int = Field(ge=0, description="Left edge, pixels")
+    y: int = Field(ge=0, description="Top edge, pixels")
+    width: int = Field(ge=1)
+    height: int = Field(ge=1)
+
+
+class FacePrediction(BaseModel):
+    box: FaceBox | None = Field(description="The region classified, in image pixels; null: the whole image")
+    emotion: str = Field(description="The most probable emotion", examples=["happy"])
+    confidence: float = Field(ge=0, le=1, description="Its probability", examples=[0.975])
+    probabilities: dict[str, float] = Field(
+        description="Softmax probability of each emotion, in the model's label order; they sum to 1",
+        examples=[EXAMPLE_PROBABILITIES],
+    )
+
+
+class Timing(BaseModel):
+    decode_ms: float = Field(description="Decoding, face detection and preprocessing")
+    inference_ms: float = Field(description="Waiting for and running the model")
+    total_ms: float
+
+
+class PredictResponse(FacePrediction):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "box": {"x": 59, "y": 155, "width": 315, "height": 316},
+                    "emotion": "happy",
+                    "confidence": 0.975,
+                    "probabilities": EXAMPLE_PROBABILITIES,
+                    "face_detection": "largest",
+                    "face_found": True,
+                    "faces": None,
+                    "model_id": "emotion_cnn@3f2a9c1b0d4e",
+                    "timing": {"decode_ms": 4.1, "inference_ms": 1.2, "total_ms": 5.4},
+                }
+            ]
+        }
+    )
+
+    face_detection: Literal["largest", "all", "off"] = Field(description="The face handling used")
+    face_found: bool = Field(description="False: no face was found (or detection was off): whole image used")
+    faces: list[FacePrediction] | None = Field(
+        None,
+        description="With faces=all: every detected face, largest first (the top-level result is the first)",
+    )
+    model_id: str = Field(description="Model file stem and the start of its SHA-256")
+    timing: Timing
+
+
+class BatchItem(BaseModel):
+    filename: str | None
+    ok: bool
+    result: PredictResponse | None = None
+    error: ErrorDetail | None = None
+
+
+class BatchResponse(BaseModel):
+    results: list[BatchItem] = Field(description="One entry per uploaded file, in upload order")
+
+
+class HealthResponse(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyResponse(BaseModel):
+    status: Literal["ready"] = "ready"
+    model_id: str
+
+
+class ModelInfo(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_id: str
+    path: str
+    labels: list[str]
+    input_shape: list[int]
+    architecture: str
+    params: int
+    preprocessing: dict[str, Any]
+    training: dict[str, Any] = Field(description="Training configuration and protocol (history omitted)")
+    metrics: dict[str, Any]
+    dataset: dict[str, Any]
+    versions: dict[str, str]
+    batching: dict[str, Any] = Field(description="Dynamic batching settings and counters")

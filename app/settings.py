@@ -1,0 +1,50 @@
+"""Every setting of the service, read from the environment (prefix ``EMOTION_``)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "emotion_cnn.h5"
+
+FaceMode = Literal["largest", "all", "off"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="EMOTION_", protected_namespaces=())
+
+    model_path: Path = Field(
+        DEFAULT_MODEL_PATH, description="Keras .h5 model; its metadata .json lies beside it"
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest accepted file, in bytes")
+    max_pixels: int = Field(40_000_000, ge=1, description="Largest accepted image (width x height)")
+    max_batch_files: int = Field(16, ge=1, description="Most files in one /predict/batch request")
+
+    face_detection: FaceMode = Field(
+        "largest",
+        description="Default face handling: classify the largest face, every face, or the whole image",
+    )
+    face_margin: float = Field(0.0, ge=0.0, le=1.0, description="Margin added around a detected face box")
+
+    batch_max_size: int = Field(32, ge=1, description="Most images in one model call")
+    batch_max_wait_ms: float = Field(2.0, ge=0.0, description="Longest wait to fill a model batch")
+    queue_max: int = Field(256, ge=1, description="Images waiting for the model before 503 + Retry-After")
+
+    api_key: SecretStr | None = Field(None, description="When set, required in the X-API-Key header")
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS (none by default)"
+    )
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

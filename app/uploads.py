@@ -1,0 +1,103 @@
+"""Reading multipart uploads with byte limits enforced while the body streams in."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from starlette.datastructures import FormData, UploadFile
+from starlette.formparsers import MultiPartException
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import MissingFileError, NotMultipartError, ServiceError, UploadTooLargeError
+
+MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file bytes
+
+
+class InvalidMultipartError(ServiceError):
+    status_code = 400
+    code = "invalid_multipart"
+
+
+class BodyLimitMiddleware:
+    """Answers 413 as soon as a request body is known to exceed its route's limit.
+
+    A declared Content-Length over the limit is refused before any byte is read; a body without one
+    (chunked) is counted as it streams and cut off at the limit, so memory stays flat.
+    """
+
+    def __init__(self, app: ASGIApp, limit_for_path: Callable[[str], int | None]) -> None:
+        self.app = app
+        self.limit_for_path = limit_for_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limit = self.limit_for_path(scope["path"]) if scope["type"] == "http" else None
+        if limit is None:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            state = scope.setdefault("state", {})
+            state["error_code"] = UploadTooLargeError.code
+            await _send_too_large(send, limit, state.get("request_id"))
+            return
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise UploadTooLargeError(_too_large_message(limit))
+            return message
+
+        await self.app(scope, limited_receive, send)
+
+
+def _too_large_message(limit: int) -> str:
+    return f"the upload is larger than the limit of {limit} bytes"
+
+
+async def _send_too_large(send: Send, limit: int, request_id: str | None) -> None:
+    error = {"code": UploadTooLargeError.code, "message": _too_large_message(limit), "request_id": request_id}
+    body = json.dumps({"error": error}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def read_form(request: Request, *, max_files: int) -> FormData:
+    """Parse a multipart/form-data body; 415 if the body is not multipart, 400 if it is malformed."""
+    content_type = request.headers.get("content-type", "")
+    if not content_type.lower().startswith("multipart/form-data"):
+        raise NotMultipartError(
+            "send the image as multipart/form-data with a field named 'file', "
+            f"not {content_type or 'no content type'}"
+        )
+    try:
+        return await request.form(max_files=max_files, max_fields=max_files)
+    except MultiPartException as exc:
+        raise InvalidMultipartError(f"the multipart body could not be parsed: {exc.message}") from exc
+    except AssertionError as exc:  # python-multipart asserts on some malformed boundaries
+        raise InvalidMultipartError("the multipart body could not be parsed") from exc
+
+
+def files_in(form: FormData, field: str) -> list[UploadFile]:
+    files = [value for value in form.getlist(field) if isinstance(value, UploadFile)]
+    if not files:
+        present = ", ".join(sorted(set(form.keys()))) or "none"
+        raise MissingFileError(
+            f"the multipart field '{field}' with an image file is required (fields sent: {present})"
+        )
+    return files
