@@ -254,7 +254,7 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
         request: Request, faces: Annotated[FaceMode | None, faces_query] = None
     ) -> PredictResponse:
         classifier = state.require_classifier()
-        form = await read_form(request, max_files=4)
+        form = await read_form(request, max_files=1)
         try:
             uploads = files_in(form, "file")
             if len(uploads) > 1:
@@ -278,7 +278,7 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
         request: Request, faces: Annotated[FaceMode | None, faces_query] = None
     ) -> BatchResponse:
         classifier = state.require_classifier()
-        form = await read_form(request, max_files=settings.max_batch_files + 1)
+        form = await read_form(request, max_files=settings.max_batch_files)
         try:
             uploads = files_in(form, "file")
             if len(uploads) > settings.max_batch_files:

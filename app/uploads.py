@@ -6,11 +6,18 @@ import json
 from collections.abc import Callable
 
 from starlette.datastructures import FormData, UploadFile
+from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import MissingFileError, NotMultipartError, ServiceError, UploadTooLargeError
+from app.errors import (
+    MissingFileError,
+    NotMultipartError,
+    ServiceError,
+    TooManyFilesError,
+    UploadTooLargeError,
+)
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file bytes
 
@@ -78,7 +85,11 @@ async def _send_too_large(send: Send, limit: int, request_id: str | None) -> Non
 
 
 async def read_form(request: Request, *, max_files: int) -> FormData:
-    """Parse a multipart/form-data body; 415 if the body is not multipart, 400 if it is malformed."""
+    """Parse a multipart/form-data body; 415 if the body is not multipart, 400 if it is malformed.
+
+    The parser keeps at most ``max_files + 1`` parts, so the caller can count one too many and say so;
+    a body with even more parts is refused here with the same 422 ``too_many_files``.
+    """
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
         raise NotMultipartError(
@@ -86,9 +97,14 @@ async def read_form(request: Request, *, max_files: int) -> FormData:
             f"not {content_type or 'no content type'}"
         )
     try:
-        return await request.form(max_files=max_files, max_fields=max_files)
-    except MultiPartException as exc:
-        raise InvalidMultipartError(f"the multipart body could not be parsed: {exc.message}") from exc
+        return await request.form(max_files=max_files + 1, max_fields=max_files + 1)
+    except (MultiPartException, HTTPException) as exc:  # inside an app Starlette re-raises it as a 400
+        message = exc.message if isinstance(exc, MultiPartException) else str(exc.detail)
+        if message.startswith("Too many files"):
+            raise TooManyFilesError(
+                f"too many files in one request; this endpoint takes at most {max_files}"
+            ) from exc
+        raise InvalidMultipartError(f"the multipart body could not be parsed: {message}") from exc
     except AssertionError as exc:  # python-multipart asserts on some malformed boundaries
         raise InvalidMultipartError("the multipart body could not be parsed") from exc
 
