@@ -19,6 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--split", choices=("random", "subject"), default="subject", help="split protocol")
     parser.add_argument("--folds", type=int, default=0, help="k-fold subject-independent cross-validation")
     parser.add_argument(
+        "--max-folds", type=int, help="run only the first N of the --folds folds (comparisons)"
+    )
+    parser.add_argument(
         "--final",
         action="store_true",
         help="after --folds, train on all subjects and save that model (calibrated)",
@@ -83,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         test_size=args.test_size,
         folds=args.folds,
+        max_folds=args.max_folds,
         final=args.final,
         data_name=args.data.name,
     )

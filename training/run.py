@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from app import preprocessing
+from app.imaging import decode_image
 from app.model_metadata import ModelMetadata, file_sha256, metadata_path_for, write_metadata
 from app.preprocessing import InputSpec
 from training.architectures import Architecture, Recipe
@@ -34,6 +35,20 @@ from training.splits import make_split, subject_kfold
 
 log = logging.getLogger(__name__)
 
+JPEG_QUALITY = 75  # what a client app sends: CV folds are also scored after a JPEG round trip
+
+
+def jpeg_round_trip(images: list[np.ndarray], quality: int) -> list[np.ndarray]:
+    """Each image encoded as JPEG at ``quality`` and decoded again by the service's decoder."""
+    out = []
+    for image in images:
+        bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        out.append(decode_image(encoded.tobytes(), max_pixels=image.size + 1))
+    return out
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -45,6 +60,7 @@ class RunConfig:
     seed: int = 42
     test_size: float = 0.33
     folds: int = 0
+    max_folds: int | None = None  # run only the first N of the K folds (quick comparisons)
     final: bool = False
     data_name: str = ""
 
@@ -189,9 +205,13 @@ def run_cross_validation(config: RunConfig, dataset: Dataset, groups: np.ndarray
     fold_of = np.full(len(x), -1)
     per_fold: list[dict[str, Any]] = []
     started = time.perf_counter()
-    for k, split in enumerate(subject_kfold(labels, groups, folds=config.folds, seed=config.seed)):
+    x_jpeg = preprocessing.batch_to_model_input(jpeg_round_trip(dataset.images, JPEG_QUALITY), spec)
+    oof_jpeg = np.zeros_like(oof)
+    splits = list(subject_kfold(labels, groups, folds=config.folds, seed=config.seed))
+    for k, split in enumerate(splits[: config.max_folds]):
         result = _fit(config, x[split.train], labels[split.train], groups[split.train], n)
         oof[split.test] = predict_probabilities(result.model, x[split.test])
+        oof_jpeg[split.test] = predict_probabilities(result.model, x_jpeg[split.test])
         fold_of[split.test] = k
         accuracy = float((oof[split.test].argmax(1) == labels[split.test]).mean())
         per_fold.append(
@@ -209,17 +229,21 @@ def run_cross_validation(config: RunConfig, dataset: Dataset, groups: np.ndarray
         )
         keras.backend.clear_session()
     accuracies = np.array([f["accuracy"] for f in per_fold])
+    seen = fold_of >= 0
+    oof, oof_jpeg, labels, fold_of = oof[seen], oof_jpeg[seen], labels[seen], fold_of[seen]
     pooled = classification_metrics(labels, oof, dataset.class_names)
     logits = logits_from_probabilities(oof)
     temperature = fit_temperature(logits, labels)
     cv = {
         "protocol": "subject",
         "folds": config.folds,
+        "folds_run": len(per_fold),
         "seed": config.seed,
         "mean_accuracy": float(accuracies.mean()),
-        "std_accuracy": float(accuracies.std(ddof=1)),
+        "std_accuracy": float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0,
         "per_fold": per_fold,
         "pooled": pooled,
+        f"jpeg{JPEG_QUALITY}_accuracy": float((oof_jpeg.argmax(1) == labels).mean()),
         "wall_seconds": round(time.perf_counter() - started, 1),
         "calibration": {
             "method": "temperature scaling on out-of-fold predictions",
@@ -237,6 +261,7 @@ def run_cross_validation(config: RunConfig, dataset: Dataset, groups: np.ndarray
         f"{config.architecture.name}, {config.folds}-fold subject CV: {cv['mean_accuracy']:.4f}",
         config.out_dir / f"{config.name}.cv-confusion.png",
     )
+    print(f"{config.name}: JPEG q{JPEG_QUALITY} accuracy {cv[f'jpeg{JPEG_QUALITY}_accuracy']:.4f}")
     print(
         f"{config.name}: {config.folds}-fold subject CV accuracy {cv['mean_accuracy']:.4f} "
         f"± {cv['std_accuracy']:.4f}; ECE {cv['calibration']['ece_before']:.4f} -> "
@@ -255,7 +280,16 @@ def _run_final(
     wall = time.perf_counter() - started
     temperature = cv["calibration"]["temperature"]
     model = with_temperature(result.model, temperature)
-    subject_cv = {k: cv[k] for k in ("folds", "seed", "mean_accuracy", "std_accuracy", "per_fold")}
+    keys = (
+        "folds",
+        "folds_run",
+        "seed",
+        "mean_accuracy",
+        "std_accuracy",
+        "per_fold",
+        f"jpeg{JPEG_QUALITY}_accuracy",
+    )
+    subject_cv = {k: cv[k] for k in keys}
     subject_cv["per_class_f1"] = {c: v["f1"] for c, v in cv["pooled"]["per_class"].items()}
     subject_cv["confusion_matrix"] = cv["pooled"]["confusion_matrix"]
     save_model(

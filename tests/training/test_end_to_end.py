@@ -203,6 +203,8 @@ def test_cross_validation_with_final_model(
     assert cv["mean_accuracy"] == pytest.approx(np.mean([f["accuracy"] for f in cv["per_fold"]]))
     assert sum(f["test_images"] for f in cv["per_fold"]) == 30
     assert cv["pooled"]["n"] == 30
+    assert cv["folds_run"] == 2
+    assert 0.0 <= cv["jpeg75_accuracy"] <= 1.0
     temperature = cv["calibration"]["temperature"]
     assert temperature > 0
     assert (out / "cv.cv-confusion.png").is_file()
@@ -224,6 +226,15 @@ def test_cross_validation_with_final_model(
     logits = predict(keras.Model(loaded.inputs, loaded.get_layer("logits").output), x)
     scaled = np.exp(logits / temperature)
     np.testing.assert_allclose(predict(loaded, x), scaled / scaled.sum(axis=1, keepdims=True), atol=1e-5)
+
+
+def test_max_folds_runs_only_the_first_folds(tiny: Architecture, data_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    args = ["--data", str(data_dir), "--arch", tiny.name, "--folds", "3", "--max-folds", "1"]
+    assert main([*args, "--out", str(out), "--name", "part"]) == 0
+    cv = json.loads((out / "part.cv.json").read_text())
+    assert (cv["folds"], cv["folds_run"], len(cv["per_fold"])) == (3, 1, 1)
+    assert cv["pooled"]["n"] == cv["per_fold"][0]["test_images"] < 30
 
 
 # --- command-line errors ---------------------------------------------------------------------------------
