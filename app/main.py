@@ -145,7 +145,7 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
             labels=loaded.labels,
             model_id=loaded.model_id,
             detector=FaceDetector(),
-            predict=engine.predict,
+            engine=engine,
             max_pixels=settings.max_pixels,
             margin=settings.face_margin,
         )

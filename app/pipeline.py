@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import partial
 
 import anyio
 import numpy as np
 
+from app.batching import DynamicBatcher
 from app.faces import Box, FaceDetector, crop
 from app.imaging import decode_image
 from app.preprocessing import InputSpec, to_model_input
@@ -48,7 +48,7 @@ class Classifier:
     labels: list[str]
     model_id: str
     detector: FaceDetector
-    predict: Callable[[np.ndarray], Awaitable[np.ndarray]]  # one model input -> probabilities
+    engine: DynamicBatcher  # runs the model on batches of inputs
     max_pixels: int
     margin: float
 
@@ -72,9 +72,10 @@ class Classifier:
             max_pixels=self.max_pixels,
             margin=self.margin,
         )
-        prepared = await anyio.to_thread.run_sync(work)
+        with self.engine.arriving():  # lets a busy batcher wait for this image instead of running without it
+            prepared = await anyio.to_thread.run_sync(work)
         decoded = time.perf_counter()
-        rows = await asyncio.gather(*(self.predict(x) for _, x in prepared.regions))
+        rows = await asyncio.gather(*(self.engine.predict(x) for _, x in prepared.regions))
         done = time.perf_counter()
         faces = [self._face(box, row) for (box, _), row in zip(prepared.regions, rows, strict=True)]
         return PredictResponse(
