@@ -100,7 +100,7 @@ def _compact(
 
 PAPER_RECIPE = Recipe(epochs=20, batch_size=64, learning_rate=1e-3)
 COMPACT_RECIPE = Recipe(
-    epochs=80,
+    epochs=100,
     batch_size=32,
     learning_rate=3e-3,
     augment=True,
