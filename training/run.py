@@ -111,8 +111,10 @@ def save_model(
     """Write ``NAME.h5`` (full model), ``NAME.weights.h5`` and the metadata ``NAME.json``."""
     config.out_dir.mkdir(parents=True, exist_ok=True)
     model_path = config.out_dir / f"{config.name}.h5"
-    model.save(model_path)
-    model.save_weights(config.out_dir / f"{config.name}.weights.h5")
+    # An uncompiled view of the same layers: the files hold the weights, not Adam's state (3x the size).
+    export = keras.Model(model.input, model.output, name=model.name)
+    export.save(model_path)
+    export.save_weights(config.out_dir / f"{config.name}.weights.h5")
     spec = InputSpec.from_shape(model.input_shape)
     metadata = ModelMetadata(
         labels=dataset.class_names,
