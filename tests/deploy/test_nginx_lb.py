@@ -1,0 +1,153 @@
+"""The compose "scaled" profile's load balancer, for real: Debian's nginx with deploy/nginx/nginx.conf
+in front of the service (`python -m app`) and of a replica that is down.
+
+The official nginx image cannot be pulled on CI's machines, so this runs the same config with the
+host's nginx (the upstream name pointed at loopback ports). Skipped where nginx is not installed;
+.ci/deploy-checks installs it and runs this file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CKPLUS_DIR, require
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NGINX_CONF = REPO_ROOT / "deploy" / "nginx" / "nginx.conf"
+NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(NGINX is None, reason="nginx is not installed (.ci/deploy-checks installs it)"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(url: str, seconds: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"{proc.args} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer 200 within {seconds} s")
+
+
+def post_file(url: str, data: bytes, headers: dict[str, str] | None = None) -> tuple[int, dict, dict]:
+    boundary = uuid.uuid4().hex
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="face.png"\r\n'
+            f"Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(url, data=body, method="POST")
+    request.add_header("Content-Type", f"multipart/form-data; boundary={boundary}")
+    for key, value in (headers or {}).items():
+        request.add_header(key, value)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, dict(response.headers), json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), json.load(error)
+
+
+@pytest.fixture(scope="module")
+def balancer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    work = tmp_path_factory.mktemp("nginx")
+    app_port, dead_port, lb_port = free_port(), free_port(), free_port()
+    env = {
+        **os.environ,
+        "EMOTION_PORT": str(app_port),
+        "EMOTION_HOST": "127.0.0.1",
+        "EMOTION_LOG_LEVEL": "warning",
+    }
+    env.pop("EMOTION_API_KEY", None)
+    service = subprocess.Popen([sys.executable, "-m", "app"], cwd=REPO_ROOT, env=env)
+    conf = NGINX_CONF.read_text()
+    assert "server emotion-replica:8000 " in conf and "listen 8080;" in conf
+    conf = conf.replace(
+        "server emotion-replica:8000 ",
+        f"server 127.0.0.1:{dead_port} max_fails=3 fail_timeout=10s;\n        server 127.0.0.1:{app_port} ",
+    )
+    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{lb_port};")
+    conf = conf.replace(" /tmp/", f" {work}/")  # pid file and temp paths
+    (work / "nginx.conf").write_text(conf)
+    nginx = [NGINX, "-p", str(work), "-c", str(work / "nginx.conf"), "-g", f"error_log {work}/error.log;"]
+    try:
+        subprocess.run([*nginx, "-t", "-q"], check=True)
+        subprocess.run(nginx, check=True)  # daemonizes; stopped with -s quit below
+        wait_for(f"http://127.0.0.1:{app_port}/ready", 180, service)
+        yield f"http://127.0.0.1:{lb_port}"
+    finally:
+        subprocess.run([*nginx, "-s", "quit"], check=False, capture_output=True)
+        service.terminate()
+        service.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def face_png() -> bytes:
+    require(CKPLUS_DIR.is_dir(), f"CK+48 data not found at {CKPLUS_DIR} (set CKPLUS_DIR)")
+    return sorted((CKPLUS_DIR / "happy").glob("*.png"))[0].read_bytes()
+
+
+def test_requests_reach_a_live_replica_when_another_is_down(balancer: str, face_png: bytes) -> None:
+    wait_for(f"{balancer}/nginx-health", 10)
+    for _ in range(6):  # least_conn tries the dead replica too: each such request moves on
+        status, _, body = post_file(f"{balancer}/predict", face_png)
+        assert status == 200, body
+        assert len(body["probabilities"]) == 7
+        assert abs(sum(body["probabilities"].values()) - 1) < 1e-4
+
+
+def test_ready_docs_and_errors_pass_through(balancer: str) -> None:
+    with urllib.request.urlopen(f"{balancer}/ready", timeout=10) as response:
+        assert json.load(response)["status"] == "ready"
+    with urllib.request.urlopen(f"{balancer}/docs", timeout=10) as response:
+        assert b"swagger" in response.read().lower()
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(f"{balancer}/nope", timeout=10)
+    assert caught.value.code == 404
+    assert json.load(caught.value)["error"]["code"] == "not_found"
+
+
+def test_request_id_is_kept(balancer: str, face_png: bytes) -> None:
+    status, headers, _ = post_file(f"{balancer}/predict", face_png, {"X-Request-ID": "lb-test-1"})
+    assert status == 200
+    assert headers.get("x-request-id") == "lb-test-1"
+
+
+def test_oversized_upload_gets_the_service_json_413(balancer: str) -> None:
+    """Not a 502: nginx refuses it itself, with the service's error shape."""
+    status, headers, body = post_file(
+        f"{balancer}/predict", b"\0" * (11 * 1024 * 1024), {"X-Request-ID": "big-1"}
+    )
+    assert status == 413
+    assert headers.get("Content-Type") == "application/json"
+    assert body["error"]["code"] == "upload_too_large"
+    assert body["error"]["request_id"] == "big-1"
