@@ -76,3 +76,13 @@ class OverloadedError(ServiceError):
 class UnauthorizedError(ServiceError):
     status_code = 401
     code = "unauthorized"
+
+
+class UnexpectedFieldError(ServiceError):
+    status_code = 422
+    code = "unexpected_field"
+
+
+class RequestTimeoutError(ServiceError):
+    status_code = 408
+    code = "request_timeout"

@@ -75,15 +75,26 @@ def _error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-def _multipart_body(*, many: bool) -> dict[str, Any]:
-    file_schema = {"type": "string", "format": "binary"}
-    schema = {"type": "array", "items": file_schema} if many else file_schema
+# The part's declared type is documentation only: the format is sniffed from the bytes.
+IMAGE_MEDIA_TYPES = "image/jpeg, image/png, image/gif, image/webp, image/bmp, image/tiff"
+
+
+def _multipart_body(*, max_files: int | None = None) -> dict[str, Any]:
+    file_schema: dict[str, Any] = {"type": "string", "format": "binary"}
+    if max_files is not None:
+        file_schema = {"type": "array", "items": file_schema, "minItems": 1, "maxItems": max_files}
     return {
         "requestBody": {
             "required": True,
             "content": {
                 "multipart/form-data": {
-                    "schema": {"type": "object", "required": ["file"], "properties": {"file": schema}}
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": file_schema},
+                        "additionalProperties": False,  # other fields: 422 unexpected_field
+                    },
+                    "encoding": {"file": {"contentType": IMAGE_MEDIA_TYPES}},
                 }
             },
         }
@@ -174,7 +185,9 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
             return settings.max_batch_files * (settings.max_upload_bytes + MULTIPART_OVERHEAD)
         return None
 
-    app.add_middleware(BodyLimitMiddleware, limit_for_path=limit_for_path)
+    app.add_middleware(
+        BodyLimitMiddleware, limit_for_path=limit_for_path, body_timeout_s=settings.body_timeout_s
+    )
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -193,7 +206,8 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
         if key is None or not secrets.compare_digest(key.encode(), expected.get_secret_value().encode()):
             raise UnauthorizedError("a valid X-API-Key header is required")
 
-    protected = [Depends(require_api_key)]
+    # Declared (in the OpenAPI schema too) only when a key is configured: the schema tells the truth.
+    protected = [Depends(require_api_key)] if settings.api_key is not None else []
     faces_query = Query(  # the default (None: the setting) is the parameter's, not Query's, inside Annotated
         description="`largest` (default setting), `all` faces, or `off` (classify the whole image)"
     )
@@ -246,8 +260,8 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
         response_model=PredictResponse,
         tags=["predict"],
         dependencies=protected,
-        openapi_extra=_multipart_body(many=False),
-        responses=_error_responses(400, 401, 413, 415, 422, 503),
+        openapi_extra=_multipart_body(),
+        responses=_error_responses(400, 401, 408, 413, 415, 422, 503),
         summary="Emotion probabilities for one image",
     )
     async def predict(
@@ -270,8 +284,8 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
         response_model=BatchResponse,
         tags=["predict"],
         dependencies=protected,
-        openapi_extra=_multipart_body(many=True),
-        responses=_error_responses(400, 401, 413, 415, 422, 503),
+        openapi_extra=_multipart_body(max_files=settings.max_batch_files),
+        responses=_error_responses(400, 401, 408, 413, 415, 422, 503),
         summary="Emotion probabilities for several images (one result per file)",
     )
     async def predict_batch(

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest accepted file, in bytes")
     max_pixels: int = Field(40_000_000, ge=1, description="Largest accepted image (width x height)")
     max_batch_files: int = Field(16, ge=1, description="Most files in one /predict/batch request")
+    body_timeout_s: float = Field(
+        30.0, gt=0, description="The whole request body must arrive within this long (else 408)"
+    )
 
     face_detection: FaceMode = Field(
         "largest",

@@ -5,17 +5,21 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import anyio
+from python_multipart.multipart import parse_options_header
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import (
     MissingFileError,
     NotMultipartError,
+    RequestTimeoutError,
     ServiceError,
     TooManyFilesError,
+    UnexpectedFieldError,
     UploadTooLargeError,
 )
 
@@ -28,15 +32,20 @@ class InvalidMultipartError(ServiceError):
 
 
 class BodyLimitMiddleware:
-    """Answers 413 as soon as a request body is known to exceed its route's limit.
+    """Answers 413 as soon as a request body is known to exceed its route's limit, 408 when it is too slow.
 
     A declared Content-Length over the limit is refused before any byte is read; a body without one
-    (chunked) is counted as it streams and cut off at the limit, so memory stays flat.
+    (chunked) is counted as it streams and cut off at the limit, so memory stays flat. Uvicorn has no
+    body read timeout, so the whole body must arrive within ``body_timeout_s`` of the first read: a slow
+    (or stalled) client cannot hold a request open forever.
     """
 
-    def __init__(self, app: ASGIApp, limit_for_path: Callable[[str], int | None]) -> None:
+    def __init__(
+        self, app: ASGIApp, limit_for_path: Callable[[str], int | None], body_timeout_s: float = 30.0
+    ) -> None:
         self.app = app
         self.limit_for_path = limit_for_path
+        self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = self.limit_for_path(scope["path"]) if scope["type"] == "http" else None
@@ -50,14 +59,28 @@ class BodyLimitMiddleware:
             await _send_too_large(send, limit, state.get("request_id"))
             return
         received = 0
+        deadline: float | None = None  # set by the first read
+        complete = False
 
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, deadline, complete
+            if complete:  # the body is in; later reads only wait for a disconnect
+                return await receive()
+            if deadline is None:
+                deadline = anyio.current_time() + self.body_timeout_s
+            try:
+                with anyio.fail_after(max(deadline - anyio.current_time(), 0.0)):
+                    message = await receive()
+            except TimeoutError:
+                raise RequestTimeoutError(
+                    f"the request body did not arrive within {self.body_timeout_s:g} s",
+                    headers={"Connection": "close"},
+                ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
                     raise UploadTooLargeError(_too_large_message(limit))
+                complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, limited_receive, send)
@@ -96,8 +119,10 @@ async def read_form(request: Request, *, max_files: int) -> FormData:
             "send the image as multipart/form-data with a field named 'file', "
             f"not {content_type or 'no content type'}"
         )
+    limit = max_files + 1
+    parser = _UploadParser(request.headers, request.stream(), max_files=limit, max_fields=limit)
     try:
-        return await request.form(max_files=max_files + 1, max_fields=max_files + 1)
+        return await parser.parse()
     except (MultiPartException, HTTPException) as exc:  # inside an app Starlette re-raises it as a 400
         message = exc.message if isinstance(exc, MultiPartException) else str(exc.detail)
         if message.startswith("Too many files"):
@@ -109,11 +134,34 @@ async def read_form(request: Request, *, max_files: int) -> FormData:
         raise InvalidMultipartError("the multipart body could not be parsed") from exc
 
 
+class _UploadParser(MultiPartParser):
+    """Starlette's multipart parser, except that a part declaring a non-text Content-Type is a file even
+    without a filename (RFC 7578 makes the filename optional, and some clients leave it out); a part with
+    no Content-Type and no filename stays a text field."""
+
+    def on_headers_finished(self) -> None:
+        part = self._current_part
+        _, options = parse_options_header(part.content_disposition)
+        declared = dict(part.item_headers).get(b"content-type", b"").strip().lower()
+        if b"filename" not in options and declared and not declared.startswith(b"text/"):
+            part.content_disposition += b'; filename=""'
+        super().on_headers_finished()
+
+
 def files_in(form: FormData, field: str) -> list[UploadFile]:
+    """The files sent in ``field``: 422 ``missing_file`` when there are none, 422 ``unexpected_field``
+    when other fields were sent too (e.g. ``faces`` as a form field: it is a query parameter)."""
     files = [value for value in form.getlist(field) if isinstance(value, UploadFile)]
     if not files:
         present = ", ".join(sorted(set(form.keys()))) or "none"
         raise MissingFileError(
             f"the multipart field '{field}' with an image file is required (fields sent: {present})"
+        )
+    unexpected = sorted(set(form.keys()) - {field})
+    if unexpected:
+        raise UnexpectedFieldError(
+            f"unexpected multipart field(s): {', '.join(name[:40] for name in unexpected[:5])}; "
+            f"only '{field}' is accepted "
+            "(options such as faces are query parameters)"
         )
     return files
