@@ -1,0 +1,157 @@
+"""The load benchmark's own machinery: wrk driven for an exact request count, and result parsing."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+import pytest
+
+from bench.load import wrk
+from tests.conftest import require
+
+
+def require_wrk() -> None:
+    """wrk is a system package: skipped without it on a developer's machine, a failure in CI."""
+    require(shutil.which("wrk") is not None, "wrk is not installed (apt-get install -y wrk)")
+
+
+def test_percentile_is_nearest_rank() -> None:
+    values = list(range(1, 101))  # 1..100
+    assert wrk.percentile(values, 50) == 50
+    assert wrk.percentile(values, 95) == 95
+    assert wrk.percentile(values, 99) == 99
+    assert wrk.percentile(values, 100) == 100
+    assert wrk.percentile([7.0], 99) == 7.0
+    assert wrk.percentile([3, 1, 2], 50) == 2
+    assert math.isnan(wrk.percentile([], 50))
+
+
+def raw_result(*threads: dict, **errors: int) -> dict:
+    counts = {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0, **errors}
+    return {"wrk_requests": sum(t["answered"] for t in threads), "errors": counts, "threads": list(threads)}
+
+
+def thread(latencies_us: list[float], first: float, last: float, not_2xx: int = 0) -> dict:
+    return {
+        "quota": len(latencies_us),
+        "answered": len(latencies_us),
+        "not_2xx": not_2xx,
+        "first_sent": first,
+        "last_answered": last,
+        "latencies_us": latencies_us,
+    }
+
+
+def test_parse_result_spans_the_threads_and_counts_errors() -> None:
+    raw = raw_result(
+        thread([1000.0, 3000.0], first=10.0, last=10.5),
+        thread([2000.0, 4000.0], first=10.1, last=11.0, not_2xx=1),
+        read=1,
+    )
+    result = wrk.parse_result(raw, concurrency=2, requests=4, client_cpu_s=0.01)
+    assert result.answered == 4
+    assert result.seconds == pytest.approx(1.0)
+    assert result.requests_per_s == pytest.approx(4.0)
+    assert result.latencies_ms == (1.0, 3.0, 2.0, 4.0)
+    assert result.percentile_ms(50) == 2.0
+    assert result.not_2xx == 1 and result.socket_errors == 1
+    assert result.errors == 2
+
+
+def test_unanswered_requests_are_errors() -> None:
+    unfinished = {**thread([1000.0], first=1.0, last=-1), "quota": 3}
+    result = wrk.parse_result(raw_result(unfinished), concurrency=1, requests=3, client_cpu_s=0.0)
+    assert result.answered == 1
+    assert result.errors == 2
+    assert math.isnan(result.seconds)
+
+
+def test_upload_is_one_multipart_file_field() -> None:
+    upload = wrk.Upload.of(b"\x89PNG-bytes", "face.png", "image/png")
+    boundary = upload.content_type.split("boundary=", 1)[1]
+    assert upload.content_type.startswith("multipart/form-data; boundary=")
+    assert upload.body.startswith(f"--{boundary}\r\n".encode())
+    assert b'name="file"; filename="face.png"' in upload.body
+    assert upload.body.endswith(f"\r\n--{boundary}--\r\n".encode())
+
+
+class _CountingHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as wrk expects
+    lock = threading.Lock()
+    bodies: ClassVar[list[bytes]] = []
+    fail_every: ClassVar[int] = 0
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with self.lock:
+            self.bodies.append(body)
+            failing = self.fail_every and len(self.bodies) % self.fail_every == 0
+        answer = b'{"ok": true}'
+        self.send_response(503 if failing else 200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def counting_server() -> Iterator[tuple[str, type[_CountingHandler]]]:
+    require_wrk()
+    handler = type("Handler", (_CountingHandler,), {"bodies": [], "fail_every": 0})
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    worker = threading.Thread(target=server.serve_forever, daemon=True)
+    worker.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/predict", handler
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_wrk_sends_exactly_the_requested_count(counting_server) -> None:
+    url, handler = counting_server
+    upload = wrk.Upload.of(b"image-bytes", "face.png", "image/png")
+    result = wrk.run(url, upload, concurrency=4, requests=103, max_seconds=60)
+    assert len(handler.bodies) == 103  # no extra request in flight when the run stops
+    assert all(body == upload.body for body in handler.bodies)
+    assert result.answered == 103 and len(result.latencies_ms) == 103
+    assert result.errors == 0
+    assert result.seconds > 0 and result.requests_per_s > 0
+    assert all(latency > 0 for latency in result.latencies_ms)
+
+
+def test_wrk_counts_non_2xx_answers(counting_server) -> None:
+    url, handler = counting_server
+    handler.fail_every = 5
+    result = wrk.run(url, wrk.Upload.of(b"x", "face.png", "image/png"), concurrency=2, requests=50)
+    assert result.answered == 50
+    assert result.not_2xx == 10
+    assert result.errors == 10
+
+
+@pytest.mark.slow
+def test_the_documented_command_runs_end_to_end(tmp_path, ckplus_dir) -> None:
+    """Both real services, a tiny run: every request answered, ratios and Markdown written."""
+    require_wrk()
+    from bench.load.__main__ import main
+
+    out_md, out_json = tmp_path / "load.md", tmp_path / "load.json"
+    argv = ["--requests", "6", "--concurrency", "1,2", "--warmup", "2", "--faces", "off"]
+    argv += ["--ceiling-repeats", "1", "--markdown", str(out_md), "--json", str(out_json)]
+    assert main(argv) == 0
+    rows = json.loads(out_json.read_text())["rows"]
+    expected = [("ours", 1), ("ours", 2), ("naive", 1), ("naive", 2)]
+    assert [(r["server"], r["concurrency"]) for r in rows] == expected
+    assert all(r["answered"] == 6 and r["errors"] == 0 and r["rss_mib"] > 0 for r in rows)
+    text = out_md.read_text()
+    assert "| ours/naive req/s |" in text and "batch 32: **" in text
