@@ -29,6 +29,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, help="epochs (default: the architecture's recipe)")
     parser.add_argument("--batch-size", type=int, help="batch size (default: the architecture's recipe)")
     parser.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the recipe's)")
+    parser.add_argument(
+        "--members", type=int, help="independently trained copies averaged into one model (default: recipe's)"
+    )
     parser.add_argument("--test-size", type=float, default=0.33, help="test fraction of one split")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument(
@@ -57,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         _parser().error("--data and --arch are required (or --list-archs)")
     if args.folds < 0 or args.folds == 1:
         _parser().error("--folds must be 0 (one split) or at least 2")
+    if args.members is not None and args.members < 1:
+        _parser().error("--members must be at least 1")
     from training.dataset import CKPLUS_SUBJECT_PATTERN, DatasetError, group_by_pattern, load_dataset
     from training.run import RunConfig, run_cross_validation, run_split
 
@@ -71,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             ("epochs", args.epochs),
             ("batch_size", args.batch_size),
             ("learning_rate", args.learning_rate),
+            ("members", args.members),
         )
         if v is not None
     }

@@ -28,6 +28,8 @@ class Recipe:
     validation_fraction: float = 0.0
     early_stopping_patience: int = 0
     class_weighted: bool = False
+    # Independently trained copies (seeds seed, seed+1, ...) averaged in one saved model (logits mean).
+    members: int = 1
 
 
 @dataclass(frozen=True)

@@ -69,9 +69,10 @@ def plot_history(history: dict[str, list[float]], title: str, path: Path) -> Non
     plt = _pyplot()
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
     for key, ax in (("loss", loss_ax), ("accuracy", acc_ax)):
-        for prefix, style in (("", "-"), ("val_", "--")):
-            if prefix + key in history:
-                ax.plot(history[prefix + key], style, label=(prefix or "train_") + key)
+        # "loss", "val_loss" and, for ensembles, "member0_loss", "member0_val_loss", ...
+        for name, values in history.items():
+            if name == key or name.endswith("_" + key):
+                ax.plot(values, "--" if "val_" in name else "-", label=name)
         ax.set_xlabel("epoch")
         ax.set_title(key)
         ax.legend()

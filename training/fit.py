@@ -54,7 +54,47 @@ def fit(
     groups: np.ndarray | None = None,
     verbose: int = 1,
 ) -> FitResult:
-    """Train a fresh model; with a validation fraction, it is carved from the training groups."""
+    """Train ``recipe.members`` fresh models (seeds ``seed``, ``seed + 1``, ...); several are joined
+    into one model that averages their logits. A validation fraction is carved from the training groups.
+    """
+    if recipe.members < 1:
+        raise ValueError(f"members must be at least 1, got {recipe.members}")
+    results = [
+        _fit_one(architecture, x, labels, num_classes, recipe, seed + member, groups, verbose)
+        for member in range(recipe.members)
+    ]
+    if len(results) == 1:
+        return results[0]
+    history = {f"member{i}_{key}": values for i, r in enumerate(results) for key, values in r.history.items()}
+    return FitResult(
+        model=average_logits([r.model for r in results]),
+        history=history,
+        epochs_run=max(r.epochs_run for r in results),
+    )
+
+
+def average_logits(models: list[keras.Model]) -> keras.Model:
+    """One model whose logits are the mean of the members' logits (their layer named ``logits``)."""
+    inputs = keras.Input(shape=models[0].input_shape[1:], name="image")
+    member_logits = [
+        keras.Model(m.input, m.get_layer("logits").output, name=f"member{i}")(inputs)
+        for i, m in enumerate(models)
+    ]
+    logits = keras.layers.Average(name="logits")(member_logits)
+    outputs = keras.layers.Softmax(name="probabilities")(logits)
+    return keras.Model(inputs, outputs, name=f"{models[0].name}_x{len(models)}")
+
+
+def _fit_one(
+    architecture: Architecture,
+    x: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    recipe: Recipe,
+    seed: int,
+    groups: np.ndarray | None,
+    verbose: int,
+) -> FitResult:
     keras.utils.set_random_seed(seed)
     model = architecture.build(num_classes)
     model.compile(

@@ -29,6 +29,7 @@ from app.imaging import decode_image
 from app.inference import ModelLoadError, load_model
 from app.main import create_app
 from app.preprocessing import batch_to_model_input
+from tests.app.asgi import http_scope
 from tests.app.conftest import (
     API_KEY,
     CORS_ORIGIN,
@@ -456,7 +457,7 @@ def test_declared_content_length_over_the_limit_is_refused_unread(limited_client
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = _http_scope(
+    scope = http_scope(
         "/predict",
         [(b"content-length", b"1000000000"), (b"content-type", b"multipart/form-data; boundary=B")],
     )
@@ -493,29 +494,11 @@ def test_streamed_body_over_the_limit_is_cut_off(limited_client: TestClient) -> 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = _http_scope("/predict", [(b"content-type", b"multipart/form-data; boundary=B")])
+    scope = http_scope("/predict", [(b"content-type", b"multipart/form-data; boundary=B")])
     limited_client.portal.call(limited_client.app, scope, receive, send)
     assert sent[0]["status"] == 413
     assert json.loads(b"".join(m.get("body", b"") for m in sent[1:]))["error"]["code"] == "upload_too_large"
     assert reads <= (LIMITED_UPLOAD_BYTES + 64 * 1024) // 16384 + 3
-
-
-def _http_scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"testserver"), *headers],
-        "client": ("127.0.0.1", 1234),
-        "server": ("testserver", 80),
-        "state": {},
-    }
 
 
 # --- /predict/batch --------------------------------------------------------------------------------

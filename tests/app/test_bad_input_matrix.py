@@ -30,6 +30,7 @@ from PIL import Image, PngImagePlugin
 
 from app.main import create_app
 from app.observability import JsonFormatter
+from tests.app.asgi import http_scope
 from tests.app.conftest import (
     LIMITED_BATCH_FILES,
     LIMITED_UPLOAD_BYTES,
@@ -270,24 +271,6 @@ def test_animated_gif_is_classified_on_its_first_frame(client: TestClient, anger
 # --- streaming: an oversized body is not read to the end ---------------------------------------------
 
 
-def _scope(path: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"testserver"), *headers],
-        "client": ("127.0.0.1", 1234),
-        "server": ("testserver", 80),
-        "state": {},
-    }
-
-
 def _call(client: TestClient, receive: Callable[[], Any], path: str = "/predict") -> list[dict[str, Any]]:
     """The app over raw ASGI (chunked: no Content-Length), on the TestClient's event loop."""
     sent: list[dict[str, Any]] = []
@@ -295,8 +278,8 @@ def _call(client: TestClient, receive: Callable[[], Any], path: str = "/predict"
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    client.portal.call(client.app, _scope(path, [(b"content-type", MULTIPART_B["content-type"].encode())]),
-                       receive, send)  # fmt: skip
+    scope = http_scope(path, [(b"content-type", MULTIPART_B["content-type"].encode())])
+    client.portal.call(client.app, scope, receive, send)
     return sent
 
 

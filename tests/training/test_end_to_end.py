@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import uuid
@@ -181,6 +182,34 @@ def test_saved_model_predicts_like_the_model_in_memory(tiny: Architecture, data_
 
     loaded = keras.models.load_model(path, compile=False)
     np.testing.assert_allclose(predict(loaded, x), predict(result.model, x), atol=1e-6)
+
+
+def test_members_are_trained_apart_and_saved_as_one_model_of_averaged_logits(
+    tiny: Architecture, data_dir: Path, tmp_path: Path
+) -> None:
+    dataset = load_dataset(data_dir)
+    x = model_input(tiny.build(3), dataset)
+    recipe = dataclasses.replace(tiny.recipe, members=2)
+    result = fit(tiny, x, dataset.labels, num_classes=3, recipe=recipe, seed=0, verbose=0)
+    assert set(result.history) >= {"member0_loss", "member1_loss"}
+    assert result.model.count_params() == 2 * tiny.count_params(3)
+
+    members = [layer for layer in result.model.layers if layer.name.startswith("member")]
+    logits = np.mean([np.asarray(member(x)) for member in members], axis=0)
+    assert not np.allclose(np.asarray(members[0](x)), np.asarray(members[1](x)))  # different seeds
+    expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    np.testing.assert_allclose(predict(result.model, x), expected, atol=1e-5)
+
+    config = RunConfig(tiny, recipe, "subject", tmp_path / "ensemble", "ensemble")
+    path = save_model(result.model, config, dataset, None, metrics={}, training={})
+    loaded = keras.models.load_model(path, compile=False)
+    np.testing.assert_allclose(predict(loaded, x), predict(result.model, x), atol=1e-6)
+    assert read_metadata(path.with_suffix(".json")).params == 2 * tiny.count_params(3)
+
+
+def test_members_below_one_are_refused(tiny: Architecture, data_dir: Path) -> None:
+    with pytest.raises(SystemExit):
+        main(["--data", str(data_dir), "--arch", tiny.name, "--members", "0"])
 
 
 # --- cross-validation and the final model --------------------------------------------------------
