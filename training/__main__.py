@@ -30,6 +30,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help="batch size (default: the architecture's recipe)")
     parser.add_argument("--learning-rate", type=float, help="Adam learning rate (default: the recipe's)")
     parser.add_argument(
+        "--lr-schedule", choices=("plateau", "cosine"), help="learning-rate schedule (default: the recipe's)"
+    )
+    parser.add_argument(
+        "--validation-fraction",
+        type=float,
+        help="fraction of the training subjects held out for validation (default: the recipe's)",
+    )
+    parser.add_argument(
         "--members", type=int, help="independently trained copies averaged into one model (default: recipe's)"
     )
     parser.add_argument("--test-size", type=float, default=0.33, help="test fraction of one split")
@@ -62,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
         _parser().error("--folds must be 0 (one split) or at least 2")
     if args.members is not None and args.members < 1:
         _parser().error("--members must be at least 1")
+    if args.validation_fraction is not None and not 0 <= args.validation_fraction < 1:
+        _parser().error("--validation-fraction must be in [0, 1)")
     from training.dataset import CKPLUS_SUBJECT_PATTERN, DatasetError, group_by_pattern, load_dataset
     from training.run import RunConfig, run_cross_validation, run_split
 
@@ -77,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             ("batch_size", args.batch_size),
             ("learning_rate", args.learning_rate),
             ("members", args.members),
+            ("lr_schedule", args.lr_schedule),
+            ("validation_fraction", args.validation_fraction),
         )
         if v is not None
     }

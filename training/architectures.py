@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 import keras
 from keras import layers
@@ -26,6 +27,9 @@ class Recipe:
     augment: bool = False
     # Fraction of the *training subjects* held out to drive early stopping and LR decay (0: none).
     validation_fraction: float = 0.0
+    # "plateau": halve the rate when the validation loss stalls (needs a validation fraction; constant
+    # without one); "cosine": cosine decay to zero over all epochs, whatever the validation does.
+    lr_schedule: Literal["plateau", "cosine"] = "plateau"
     early_stopping_patience: int = 0
     class_weighted: bool = False
     # Independently trained copies (seeds seed, seed+1, ...) averaged in one saved model (logits mean).

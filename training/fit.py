@@ -37,6 +37,13 @@ def _dataset(x: np.ndarray, y: np.ndarray, batch_size: int, *, shuffle: bool, au
     return data.prefetch(tf.data.AUTOTUNE)
 
 
+def _learning_rate(recipe: Recipe, *, steps_per_epoch: int) -> float | keras.optimizers.schedules.CosineDecay:
+    """The recipe's rate; with the cosine schedule it decays to zero over all epochs' steps."""
+    if recipe.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(recipe.learning_rate, recipe.epochs * steps_per_epoch)
+    return recipe.learning_rate
+
+
 def _class_weights(labels: np.ndarray, num_classes: int) -> dict[int, float]:
     counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
     weights = len(labels) / (num_classes * np.maximum(counts, 1.0))
@@ -97,11 +104,6 @@ def _fit_one(
 ) -> FitResult:
     keras.utils.set_random_seed(seed)
     model = architecture.build(num_classes)
-    model.compile(
-        optimizer=keras.optimizers.Adam(recipe.learning_rate),
-        loss="categorical_crossentropy",
-        metrics=["accuracy"],
-    )
     train_idx = np.arange(len(x))
     validation = None
     callbacks: list[keras.callbacks.Callback] = []
@@ -120,9 +122,10 @@ def _fit_one(
             augment=False,
             seed=seed,
         )
-        callbacks.append(
-            keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=5, min_lr=1e-5)
-        )
+        if recipe.lr_schedule == "plateau":
+            callbacks.append(
+                keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=5, min_lr=1e-5)
+            )
         if recipe.early_stopping_patience:
             callbacks.append(
                 keras.callbacks.EarlyStopping(
@@ -139,6 +142,11 @@ def _fit_one(
         shuffle=True,
         augment=recipe.augment,
         seed=seed,
+    )
+    model.compile(
+        optimizer=keras.optimizers.Adam(_learning_rate(recipe, steps_per_epoch=len(train))),
+        loss="categorical_crossentropy",
+        metrics=["accuracy"],
     )
     history = model.fit(
         train,

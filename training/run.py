@@ -188,8 +188,11 @@ def _take(values: np.ndarray | None, index: np.ndarray) -> np.ndarray | None:
     return None if values is None else values[index]
 
 
-def _cross_fitted_ece(logits: np.ndarray, labels: np.ndarray, fold_of: np.ndarray) -> float:
-    """ECE after temperature scaling, each fold scaled by a temperature fitted on the other folds."""
+def _cross_fitted_ece(logits: np.ndarray, labels: np.ndarray, fold_of: np.ndarray) -> float | None:
+    """ECE after temperature scaling, each fold scaled by a temperature fitted on the other folds
+    (None with a single fold: there is no other fold to fit on)."""
+    if len(np.unique(fold_of)) < 2:
+        return None
     calibrated = np.empty_like(logits)
     for fold in np.unique(fold_of):
         held = fold_of == fold
@@ -264,10 +267,11 @@ def run_cross_validation(config: RunConfig, dataset: Dataset, groups: np.ndarray
         config.out_dir / f"{config.name}.cv-confusion.png",
     )
     print(f"{config.name}: JPEG q{JPEG_QUALITY} accuracy {cv[f'jpeg{JPEG_QUALITY}_accuracy']:.4f}")
+    after = cv["calibration"]["ece_after_cross_fitted"]
     print(
         f"{config.name}: {config.folds}-fold subject CV accuracy {cv['mean_accuracy']:.4f} "
-        f"± {cv['std_accuracy']:.4f}; ECE {cv['calibration']['ece_before']:.4f} -> "
-        f"{cv['calibration']['ece_after_cross_fitted']:.4f} at T={temperature:.3f}"
+        f"± {cv['std_accuracy']:.4f} over {len(per_fold)} folds; ECE {cv['calibration']['ece_before']:.4f}"
+        f" -> {'n/a' if after is None else f'{after:.4f}'} at T={temperature:.3f}"
     )
     if config.final:
         _run_final(config, dataset, groups, x, cv)

@@ -264,6 +264,7 @@ def test_max_folds_runs_only_the_first_folds(tiny: Architecture, data_dir: Path,
     cv = json.loads((out / "part.cv.json").read_text())
     assert (cv["folds"], cv["folds_run"], len(cv["per_fold"])) == (3, 1, 1)
     assert cv["pooled"]["n"] == cv["per_fold"][0]["test_images"] < 30
+    assert cv["calibration"]["ece_after_cross_fitted"] is None  # no other fold to fit a temperature on
 
 
 # --- command-line errors ---------------------------------------------------------------------------------
