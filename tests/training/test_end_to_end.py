@@ -184,6 +184,19 @@ def test_saved_model_predicts_like_the_model_in_memory(tiny: Architecture, data_
     np.testing.assert_allclose(predict(loaded, x), predict(result.model, x), atol=1e-6)
 
 
+def test_recipe_overrides_reach_the_training_and_its_record(
+    tiny_full_recipe: Architecture, data_dir: Path, tmp_path: Path
+) -> None:
+    args = ["--data", str(data_dir), "--arch", tiny_full_recipe.name, "--split", "subject"]
+    overrides = ["--lr-schedule", "cosine", "--validation-fraction", "0", "--learning-rate", "0.02"]
+    assert main([*args, *overrides, "--out", str(tmp_path), "--name", "cos"]) == 0
+    training = read_metadata(tmp_path / "cos.json").training
+    assert (training["lr_schedule"], training["validation_fraction"]) == ("cosine", 0.0)
+    assert training["learning_rate"] == 0.02
+    assert training["augment"] is True  # the rest of the recipe stays the architecture's
+    assert "val_loss" not in training["history"]  # no validation carve: every training subject trains
+
+
 def test_members_are_trained_apart_and_saved_as_one_model_of_averaged_logits(
     tiny: Architecture, data_dir: Path, tmp_path: Path
 ) -> None:
