@@ -5,16 +5,26 @@ from __future__ import annotations
 import sys
 
 import uvicorn
+from pydantic import ValidationError
 
 from app.inference import ModelLoadError, load_model
-from app.main import create_app
 from app.observability import configure_logging
 from app.settings import get_settings
 
 
 def main() -> int:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"EMOTION_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        print(f"error: cannot start the service: invalid settings: {problems}", file=sys.stderr)
+        return 1
     log_config = configure_logging(settings.log_level)
+    # app.main builds its module-level app from the settings: imported only once they are known good.
+    from app.main import create_app
+
     try:
         model = load_model(settings.model_path)  # fail fast, with one line, before binding the port
     except ModelLoadError as exc:

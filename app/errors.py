@@ -86,3 +86,10 @@ class UnexpectedFieldError(ServiceError):
 class RequestTimeoutError(ServiceError):
     status_code = 408
     code = "request_timeout"
+
+
+class ClientDisconnectedError(ServiceError):
+    """The client went away before its request body was complete (logged; nobody reads the answer)."""
+
+    status_code = 400
+    code = "client_disconnected"

@@ -19,6 +19,8 @@ CASCADE_FILE = "haarcascade_frontalface_default.xml"
 _DETECT_SIDE = 320  # larger images are shrunk to this longest side for detection
 _SMALL_SIDE = 144  # smaller images are padded, then enlarged to this shortest side
 _PAD_FRACTION = 0.25
+_MAX_SIDE = 1280  # enlarging stops here (extreme aspect ratios)
+_MIN_FACE = 24  # smallest face searched for, in detection pixels
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,11 @@ class FaceDetector:
         padded = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
         scale = min(_DETECT_SIDE / max(padded.shape), 1.0)
         if min(padded.shape) < _SMALL_SIDE:
-            scale = _SMALL_SIDE / min(padded.shape)
+            # Enlarged, but never past _MAX_SIDE on the long side: a 1 x 40000 strip must not become
+            # a 144 x 5760000 one (it holds no face anyway).
+            scale = min(_SMALL_SIDE / min(padded.shape), _MAX_SIDE / max(padded.shape))
+        if min(padded.shape) * scale < _MIN_FACE:
+            return []
         if scale != 1.0:
             interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
             padded = cv2.resize(padded, None, fx=scale, fy=scale, interpolation=interpolation)
@@ -66,7 +72,7 @@ class FaceDetector:
             cv2.equalizeHist(padded),
             scaleFactor=self._scale_factor,
             minNeighbors=self._min_neighbors,
-            minSize=(24, 24),
+            minSize=(_MIN_FACE, _MIN_FACE),
         )
         boxes = [
             _clip(x / scale - pad, y / scale - pad, w / scale, h / scale, width, height)

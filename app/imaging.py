@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import warnings
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -65,10 +64,8 @@ def _open(data: bytes) -> Image.Image:
             "the file is not a supported image: send JPEG, PNG, BMP, WebP, TIFF or GIF"
         )
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data), formats=[fmt])
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return Image.open(io.BytesIO(data), formats=[fmt])
+    except Image.DecompressionBombError as exc:  # Pillow's own cap; ours (max_pixels) is checked next
         raise ImageTooLargeError(f"the image header declares too many pixels ({exc})") from exc
     except (UnidentifiedImageError, *_DECODE_ERRORS) as exc:
         raise ImageDecodeError(f"the {fmt} file could not be decoded: {exc}") from exc

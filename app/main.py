@@ -21,7 +21,14 @@ from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.batching import DynamicBatcher
-from app.errors import NotReadyError, ServiceError, TooManyFilesError, UnauthorizedError, UploadTooLargeError
+from app.errors import (
+    NotReadyError,
+    OverloadedError,
+    ServiceError,
+    TooManyFilesError,
+    UnauthorizedError,
+    UploadTooLargeError,
+)
 from app.faces import FaceDetector
 from app.inference import LoadedModel, load_model
 from app.observability import RequestContextMiddleware
@@ -159,6 +166,7 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
             engine=engine,
             max_pixels=settings.max_pixels,
             margin=settings.face_margin,
+            decoders=anyio.CapacityLimiter(settings.decode_threads),
         )
         state.ready = True
         log.info("ready", extra={"model_id": loaded.model_id})
@@ -268,7 +276,7 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
         request: Request, faces: Annotated[FaceMode | None, faces_query] = None
     ) -> PredictResponse:
         classifier = state.require_classifier()
-        form = await read_form(request, max_files=1)
+        form = await read_form(request, max_files=1, max_file_bytes=settings.max_upload_bytes)
         try:
             uploads = files_in(form, "file")
             if len(uploads) > 1:
@@ -292,7 +300,9 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
         request: Request, faces: Annotated[FaceMode | None, faces_query] = None
     ) -> BatchResponse:
         classifier = state.require_classifier()
-        form = await read_form(request, max_files=settings.max_batch_files)
+        form = await read_form(
+            request, max_files=settings.max_batch_files, max_file_bytes=settings.max_upload_bytes
+        )
         try:
             uploads = files_in(form, "file")
             if len(uploads) > settings.max_batch_files:
@@ -308,20 +318,27 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
             try:
                 _check_size(data, settings)
                 return BatchItem(filename=name, ok=True, result=await classifier.classify(data, mode))
+            except (NotReadyError, OverloadedError):
+                raise  # the service's state, not the file's: the whole request gets the 503
             except ServiceError as exc:
                 return BatchItem(
                     filename=name, ok=False, error=ErrorDetail(code=exc.code, message=exc.message)
                 )
 
-        results = await asyncio.gather(*(one(name, data) for name, data in files))
-        return BatchResponse(results=list(results))
+        # Every file runs to its end before a 503 is raised, so no task is left behind unawaited.
+        outcomes = await asyncio.gather(*(one(name, data) for name, data in files), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return BatchResponse(results=[o for o in outcomes if isinstance(o, BatchItem)])
 
     return app
 
 
 def _check_size(data: bytes, settings: Settings) -> None:
+    """``data`` holds at most the limit + 1 bytes (read_form drops the rest)."""
     if len(data) > settings.max_upload_bytes:
-        raise UploadTooLargeError(f"the file is {len(data)} bytes; the limit is {settings.max_upload_bytes}")
+        raise UploadTooLargeError(f"the file is larger than the limit of {settings.max_upload_bytes} bytes")
 
 
 app = create_app()

@@ -51,6 +51,8 @@ class Classifier:
     engine: DynamicBatcher  # runs the model on batches of inputs
     max_pixels: int
     margin: float
+    # Uploads being decoded at once: a few large photos at a time, not one per waiting request.
+    decoders: anyio.CapacityLimiter
 
     def _face(self, box: Box | None, row: np.ndarray) -> FacePrediction:
         top = int(np.argmax(row))
@@ -73,7 +75,7 @@ class Classifier:
             margin=self.margin,
         )
         with self.engine.arriving():  # lets a busy batcher wait for this image instead of running without it
-            prepared = await anyio.to_thread.run_sync(work)
+            prepared = await anyio.to_thread.run_sync(work, limiter=self.decoders)
         decoded = time.perf_counter()
         rows = await asyncio.gather(*(self.engine.predict(x) for _, x in prepared.regions))
         done = time.perf_counter()

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -28,6 +28,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest accepted file, in bytes")
     max_pixels: int = Field(40_000_000, ge=1, description="Largest accepted image (width x height)")
     max_batch_files: int = Field(16, ge=1, description="Most files in one /predict/batch request")
+    decode_threads: int = Field(
+        4,
+        ge=1,
+        description="Uploads decoded (and searched for faces) at once; bounds the memory of large photos",
+    )
     body_timeout_s: float = Field(
         30.0, gt=0, description="The whole request body must arrive within this long (else 408)"
     )
@@ -43,6 +48,14 @@ class Settings(BaseSettings):
     queue_max: int = Field(256, ge=1, description="Images waiting for the model before 503 + Retry-After")
 
     api_key: SecretStr | None = Field(None, description="When set, required in the X-API-Key header")
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_not_empty(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and not key.get_secret_value().strip():
+            raise ValueError("EMOTION_API_KEY is set but empty: unset it (no key) or give a key")
+        return key
+
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (none by default)"
     )

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import anyio
 from python_multipart.multipart import parse_options_header
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import (
+    ClientDisconnectedError,
     MissingFileError,
     NotMultipartError,
     RequestTimeoutError,
@@ -78,8 +80,8 @@ class BodyLimitMiddleware:
                 ) from None
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > limit:
-                    raise UploadTooLargeError(_too_large_message(limit))
+                if received > limit:  # the rest is never read: the connection cannot be reused
+                    raise UploadTooLargeError(_too_large_message(limit), headers={"Connection": "close"})
                 complete = not message.get("more_body", False)
             return message
 
@@ -107,11 +109,12 @@ async def _send_too_large(send: Send, limit: int, request_id: str | None) -> Non
     await send({"type": "http.response.body", "body": body})
 
 
-async def read_form(request: Request, *, max_files: int) -> FormData:
+async def read_form(request: Request, *, max_files: int, max_file_bytes: int) -> FormData:
     """Parse a multipart/form-data body; 415 if the body is not multipart, 400 if it is malformed.
 
     The parser keeps at most ``max_files + 1`` parts, so the caller can count one too many and say so;
-    a body with even more parts is refused here with the same 422 ``too_many_files``.
+    a body with even more parts is refused here with the same 422 ``too_many_files``. Each file keeps
+    at most ``max_file_bytes + 1`` bytes: the caller sees that it is too large, memory stays flat.
     """
     content_type = request.headers.get("content-type", "")
     if not content_type.lower().startswith("multipart/form-data"):
@@ -120,7 +123,9 @@ async def read_form(request: Request, *, max_files: int) -> FormData:
             f"not {content_type or 'no content type'}"
         )
     limit = max_files + 1
-    parser = _UploadParser(request.headers, request.stream(), max_files=limit, max_fields=limit)
+    parser = _UploadParser(
+        request.headers, request.stream(), max_files=limit, max_fields=limit, max_file_bytes=max_file_bytes
+    )
     try:
         return await parser.parse()
     except (MultiPartException, HTTPException) as exc:  # inside an app Starlette re-raises it as a 400
@@ -132,15 +137,42 @@ async def read_form(request: Request, *, max_files: int) -> FormData:
         raise InvalidMultipartError(f"the multipart body could not be parsed: {message}") from exc
     except AssertionError as exc:  # python-multipart asserts on some malformed boundaries
         raise InvalidMultipartError("the multipart body could not be parsed") from exc
+    except ClientDisconnect as exc:
+        raise ClientDisconnectedError("the client disconnected before the body was complete") from exc
 
 
 class _UploadParser(MultiPartParser):
-    """Starlette's multipart parser, except that a part declaring a non-text Content-Type is a file even
-    without a filename (RFC 7578 makes the filename optional, and some clients leave it out); a part with
-    no Content-Type and no filename stays a text field."""
+    """Starlette's multipart parser, except that:
+
+    - a part declaring a non-text Content-Type is a file even without a filename (RFC 7578 makes the
+      filename optional, and some clients leave it out); a part with no Content-Type and no filename
+      stays a text field;
+    - a part without a Content-Disposition header is malformed (400), not a crash;
+    - a file keeps only its first ``max_file_bytes + 1`` bytes, the rest is dropped as it streams in.
+    """
+
+    def __init__(self, *args: Any, max_file_bytes: int, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._max_file_bytes = max_file_bytes
+        self._part_bytes = 0
+
+    def on_part_begin(self) -> None:
+        super().on_part_begin()
+        self._part_bytes = 0
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._current_part.file is not None:
+            keep = max(0, min(end - start, self._max_file_bytes + 1 - self._part_bytes))
+            self._part_bytes += keep
+            end = start + keep
+            if keep == 0:
+                return
+        super().on_part_data(data, start, end)
 
     def on_headers_finished(self) -> None:
         part = self._current_part
+        if part.content_disposition is None:
+            raise MultiPartException("a part has no Content-Disposition header")
         _, options = parse_options_header(part.content_disposition)
         declared = dict(part.item_headers).get(b"content-type", b"").strip().lower()
         if b"filename" not in options and declared and not declared.startswith(b"text/"):

@@ -16,8 +16,10 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -25,8 +27,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
+from app.errors import OverloadedError
 from app.imaging import decode_image
-from app.inference import ModelLoadError, load_model
+from app.inference import LoadedModel, ModelLoadError, load_model
 from app.main import create_app
 from app.preprocessing import batch_to_model_input
 from tests.app.asgi import http_scope
@@ -577,6 +580,59 @@ def test_batch_limits(limited_client: TestClient, small_png: bytes, labels: list
     assert_error(limited_client.post("/predict/batch", files=huge), 413, "upload_too_large")
 
 
+def test_a_full_queue_fails_the_whole_batch_with_503_not_a_200_of_errors(
+    model_path: Path, loaded_model: LoadedModel, small_png: bytes
+) -> None:
+    with TestClient(create_app(settings_for(model_path), model=loaded_model)) as client:
+        classifier = client.app.state.service.classifier
+        real = classifier.classify
+        calls = 0
+
+        async def overloaded_on_the_second(data: bytes, mode: str) -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise OverloadedError("queue full", headers={"Retry-After": "1"})
+            return await real(data, mode)
+
+        classifier.classify = overloaded_on_the_second
+        files = [("file", (f"{i}.png", small_png, "image/png")) for i in range(3)]
+        response = client.post("/predict/batch", files=files)
+        assert_error(response, 503, "overloaded")
+        assert response.headers["retry-after"] == "1"
+        assert calls == 3  # every file ran to its end; none was left running
+
+
+def test_decoding_runs_at_most_decode_threads_uploads_at_once(
+    model_path: Path, loaded_model: LoadedModel, small_png: bytes
+) -> None:
+    settings = settings_for(model_path, decode_threads=2)
+    with TestClient(create_app(settings, model=loaded_model)) as client:
+        classifier = client.app.state.service.classifier
+        detector = classifier.detector
+        lock, running, most = threading.Lock(), 0, 0
+
+        def slow_detect(image: np.ndarray) -> list[Any]:
+            nonlocal running, most
+            with lock:
+                running += 1
+                most = max(most, running)
+            time.sleep(0.05)
+            with lock:
+                running -= 1
+            return detector.detect(image)
+
+        classifier.detector = SimpleNamespace(detect=slow_detect)
+
+        def post(_: int) -> int:
+            return client.post("/predict", files=file_part(small_png)).status_code
+
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(post, range(8)))
+    assert statuses == [200] * 8
+    assert most == 2
+
+
 # --- concurrency -----------------------------------------------------------------------------------
 
 
@@ -838,3 +894,23 @@ def test_python_m_app_with_a_missing_model_prints_one_line(tmp_path: Path) -> No
     errors = [line for line in output.splitlines() if line.startswith("error: cannot start the service")]
     assert len(errors) == 1, output
     assert "/nonexistent.h5" in errors[0] and "EMOTION_MODEL_PATH" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"), [("EMOTION_API_KEY", " "), ("EMOTION_MAX_PIXELS", "many"), ("EMOTION_PORT", "0")]
+)
+def test_python_m_app_with_invalid_settings_prints_one_line(name: str, value: str) -> None:
+    env = {**os.environ, name: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "app"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 1
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output
+    errors = [line for line in output.splitlines() if line.startswith("error: cannot start the service")]
+    assert len(errors) == 1 and name in errors[0], output
+
+
+def test_an_empty_api_key_is_a_configuration_error_not_a_locked_service(model_path: Path) -> None:
+    with pytest.raises(ValueError, match="EMOTION_API_KEY is set but empty"):
+        settings_for(model_path, api_key="")

@@ -68,9 +68,9 @@ def one_file(data: bytes, name: str = "image.png", content_type: str = "image/pn
     return Call(files=file_part(data, name, content_type), **kw)
 
 
-def raw_part(data: bytes, disposition: str, content_type: str | None) -> bytes:
+def raw_part(data: bytes, disposition: str | None, content_type: str | None) -> bytes:
     """A multipart body with one hand-written part (for what HTTP client libraries will not send)."""
-    head = f"--B\r\nContent-Disposition: {disposition}\r\n"
+    head = "--B\r\n" if disposition is None else f"--B\r\nContent-Disposition: {disposition}\r\n"
     if content_type:
         head += f"Content-Type: {content_type}\r\n"
     return head.encode() + b"\r\n" + data + b"\r\n--B--\r\n"
@@ -180,6 +180,9 @@ MATRIX = [
     Row("malformed multipart (part without a name)",
         lambda _: Call(content=raw_part(png(), "form-data", "image/png"), headers=MULTIPART_B),
         400, "invalid_multipart"),
+    Row("malformed multipart (part without a Content-Disposition header)",
+        lambda _: Call(content=raw_part(png(), None, "image/png"), headers=MULTIPART_B),
+        400, "invalid_multipart"),
     Row("too many files in a batch (4, limit 3)",
         lambda _: Call("/predict/batch", files=batch_of(LIMITED_BATCH_FILES + 1, TINY), app="limited_client"),
         422, "too_many_files"),
@@ -208,6 +211,8 @@ MATRIX = [
         "image_decode_failed"),
     # valid but odd images: classified
     Row("1x1 image", lambda _: one_file(TINY), 200, PREDICTION),
+    Row("1 x 40000 strip (not enlarged without bound for face detection)",
+        lambda _: one_file(encode(np.full((1, 40_000), 90, np.uint8), "PNG")), 200, PREDICTION),
     Row("16-bit gray PNG", lambda _: one_file(sixteen_bit_png()), 200, PREDICTION),
     Row("RGBA PNG with transparency", lambda _: one_file(rgba_png()), 200, PREDICTION),
     Row("palette GIF", lambda _: one_file(palette_gif(), "a.gif", "image/gif"), 200, PREDICTION),
