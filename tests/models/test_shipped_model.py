@@ -3,6 +3,7 @@ rely on. A retrained model that breaks any of it must not replace the shipped on
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import keras
@@ -14,7 +15,7 @@ from app.inference import LoadedModel, load_model
 from app.model_metadata import ModelMetadata, file_sha256, read_metadata
 from app.preprocessing import to_model_input
 from app.settings import DEFAULT_MODEL_PATH
-from training.architectures import get_architecture
+from training.architectures import Recipe, get_architecture
 
 EMOTIONS = ["anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise"]
 MAX_MODEL_BYTES = 5 * 1024 * 1024
@@ -52,6 +53,15 @@ def test_seven_sorted_labels_and_the_architectures_shape(metadata: ModelMetadata
     architecture = get_architecture(metadata.architecture)
     assert tuple(metadata.input_shape) == architecture.input_shape
     assert metadata.params == architecture.count_params()
+
+
+def test_the_shipped_recipe_is_the_registry_recipe(metadata: ModelMetadata) -> None:
+    """`make train-default` (the architecture's recipe) is what made this model: no silent drift."""
+    recipe = dataclasses.asdict(get_architecture(metadata.architecture).recipe)
+    defaults = dataclasses.asdict(Recipe())  # fields added after the model was trained keep their default
+    recorded = {key: metadata.training.get(key, defaults[key]) for key in recipe}
+    assert recorded == recipe
+    assert (metadata.training["protocol"], metadata.training["folds"]) == ("subject", 10)
 
 
 def test_the_keras_file_matches_its_metadata(metadata: ModelMetadata) -> None:
