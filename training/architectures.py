@@ -84,11 +84,27 @@ def _paper(input_shape: tuple[int, int, int], num_classes: int, *, second_block:
 
 
 def _compact(
-    input_shape: tuple[int, int, int], num_classes: int, *, widths: tuple[int, ...], dropout: float
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+    *,
+    widths: tuple[int, ...],
+    dropout: float,
+    standardize: bool = False,
 ) -> keras.Model:
-    """Conv-BN-ReLU pairs per stage, max-pool between stages, global average pooling, logits."""
+    """Conv-BN-ReLU pairs per stage, max-pool between stages, global average pooling, logits.
+
+    ``standardize``: each image is first shifted and scaled to zero mean and unit variance (a
+    parameter-free layer normalisation over all its pixels), so the network never sees how bright
+    or how contrasted the photo was, only its pattern.
+    """
     inputs = keras.Input(shape=input_shape, name="image")
     x = inputs
+    if standardize:
+        # Over the flattened pixels: the .h5 loader of Keras 3.15 drops a multi-axis `axis` of
+        # LayerNormalization (back to -1, one pixel's channels), while the default axis survives.
+        x = layers.Reshape((-1,), name="standardize_flat")(x)
+        x = layers.LayerNormalization(center=False, scale=False, name="standardize")(x)
+        x = layers.Reshape(input_shape, name="standardize_image")(x)
     for stage, width in enumerate(widths):
         for conv in range(2):
             x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"s{stage}_conv{conv}")(x)
@@ -142,6 +158,15 @@ register(
         "3 stages of 3x3 conv-BN-ReLU pairs (16, 32, 64), global average pooling, 48x48 gray",
         (48, 48, 1),
         lambda shape, n: _compact(shape, n, widths=(16, 32, 64), dropout=0.3),
+        COMPACT_RECIPE,
+    )
+)
+register(
+    Architecture(
+        "compact-s-std",
+        "compact-s on per-image standardised input (zero mean, unit variance), 48x48 gray",
+        (48, 48, 1),
+        lambda shape, n: _compact(shape, n, widths=(16, 32, 64), dropout=0.3, standardize=True),
         COMPACT_RECIPE,
     )
 )

@@ -23,7 +23,7 @@ from training.fit import with_temperature
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PAPER = ("paper-v1", "paper-v2")
-COMPACT = ("compact-s", "compact-m")
+COMPACT = ("compact-s", "compact-s-std", "compact-m")
 
 
 @pytest.fixture(autouse=True)
@@ -72,6 +72,18 @@ def test_compact_models_end_in_logits_then_softmax(name: str) -> None:
 @pytest.mark.parametrize("name", COMPACT)
 def test_compact_models_are_small(name: str) -> None:
     assert get_architecture(name).count_params() < 1_000_000
+
+
+def test_standardised_input_ignores_brightness_and_contrast_also_after_saving(tmp_path: Path) -> None:
+    model = get_architecture("compact-s-std").build()
+    x = np.random.default_rng(1).random((4, 48, 48, 1), dtype=np.float32) * 0.5 + 0.2
+    darker_and_flatter = 0.5 * x + 0.1
+    before = model.predict(x, verbose=0)
+    np.testing.assert_allclose(model.predict(darker_and_flatter, verbose=0), before, atol=2e-3)
+    model.save(tmp_path / "std.h5")
+    loaded = keras.models.load_model(tmp_path / "std.h5", compile=False, safe_mode=True)
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), before, atol=1e-6)  # the layer kept its axis
+    assert get_architecture("compact-s-std").count_params() == get_architecture("compact-s").count_params()
 
 
 def test_build_with_another_number_of_classes() -> None:
