@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -61,47 +62,32 @@ def fit(
     groups: np.ndarray | None = None,
     verbose: int = 1,
 ) -> FitResult:
-    """Train ``recipe.members`` fresh models (seeds ``seed``, ``seed + 1``, ...); several are joined
-    into one model that averages their logits. A validation fraction is carved from the training groups.
-    """
+    """Train a fresh model; a validation fraction is carved from the training groups. With
+    ``recipe.members`` > 1, that many are trained (seeds ``seed``, ``seed + 1``, ...) and joined into one
+    model that averages their logits."""
     if recipe.members < 1:
         raise ValueError(f"members must be at least 1, got {recipe.members}")
-    results = [
-        _fit_one(architecture, x, labels, num_classes, recipe, seed + member, groups, verbose)
-        for member in range(recipe.members)
-    ]
-    if len(results) == 1:
-        return results[0]
-    history = {f"member{i}_{key}": values for i, r in enumerate(results) for key, values in r.history.items()}
-    return FitResult(
-        model=average_logits([r.model for r in results]),
-        history=history,
-        epochs_run=max(r.epochs_run for r in results),
-    )
-
-
-def average_logits(models: list[keras.Model]) -> keras.Model:
-    """One model whose logits are the mean of the members' logits (their layer named ``logits``)."""
-    inputs = keras.Input(shape=models[0].input_shape[1:], name="image")
-    member_logits = [
-        keras.Model(m.input, m.get_layer("logits").output, name=f"member{i}")(inputs)
-        for i, m in enumerate(models)
-    ]
-    logits = keras.layers.Average(name="logits")(member_logits)
-    outputs = keras.layers.Softmax(name="probabilities")(logits)
-    return keras.Model(inputs, outputs, name=f"{models[0].name}_x{len(models)}")
-
-
-def _fit_one(
-    architecture: Architecture,
-    x: np.ndarray,
-    labels: np.ndarray,
-    num_classes: int,
-    recipe: Recipe,
-    seed: int,
-    groups: np.ndarray | None,
-    verbose: int,
-) -> FitResult:
+    if recipe.members > 1:
+        one = dataclasses.replace(recipe, members=1)
+        results = [
+            fit(
+                architecture,
+                x,
+                labels,
+                num_classes=num_classes,
+                recipe=one,
+                seed=seed + i,
+                groups=groups,
+                verbose=verbose,
+            )
+            for i in range(recipe.members)
+        ]
+        history = {f"member{i}_{key}": v for i, r in enumerate(results) for key, v in r.history.items()}
+        return FitResult(
+            model=average_logits([r.model for r in results]),
+            history=history,
+            epochs_run=max(r.epochs_run for r in results),
+        )
     keras.utils.set_random_seed(seed)
     model = architecture.build(num_classes)
     train_idx = np.arange(len(x))
@@ -159,6 +145,18 @@ def _fit_one(
     )
     values = {key: [float(v) for v in vals] for key, vals in history.history.items()}
     return FitResult(model=model, history=values, epochs_run=len(values.get("loss", [])))
+
+
+def average_logits(models: list[keras.Model]) -> keras.Model:
+    """One model whose logits are the mean of the members' logits (their layer named ``logits``)."""
+    inputs = keras.Input(shape=models[0].input_shape[1:], name="image")
+    member_logits = [
+        keras.Model(m.input, m.get_layer("logits").output, name=f"member{i}")(inputs)
+        for i, m in enumerate(models)
+    ]
+    logits = keras.layers.Average(name="logits")(member_logits)
+    outputs = keras.layers.Softmax(name="probabilities")(logits)
+    return keras.Model(inputs, outputs, name=f"{models[0].name}_x{len(models)}")
 
 
 def predict_probabilities(model: keras.Model, x: np.ndarray, batch_size: int = 128) -> np.ndarray:
