@@ -112,7 +112,12 @@ def main(argv: list[str] | None = None) -> int:
         dataset = load_dataset(args.data)
         needs_groups = protocol == "subject" or recipe.validation_fraction > 0
         pattern = args.group_pattern or CKPLUS_SUBJECT_PATTERN
-        groups = dataset.groups(group_by_pattern(pattern)) if needs_groups else None
+        try:
+            groups = dataset.groups(group_by_pattern(pattern))
+        except DatasetError:
+            if needs_groups:
+                raise
+            groups = None  # a random split needs none; with them it reports the subjects it leaks
         if args.folds and groups is not None and args.folds > len(set(groups)):
             raise DatasetError(f"--folds {args.folds} is more than the {len(set(groups))} subjects")
     except DatasetError as exc:

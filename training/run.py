@@ -154,9 +154,11 @@ def run_split(config: RunConfig, dataset: Dataset, groups: np.ndarray | None) ->
     test = classification_metrics(dataset.labels[split.test], probabilities, dataset.class_names)
     test["ece"] = expected_calibration_error(probabilities, dataset.labels[split.test])
     metrics = {"protocol": config.protocol, "test": test}
+    leak = ""
     if groups is not None:
         overlap = set(groups[split.train]) & set(groups[split.test])
         metrics["subjects_in_both_train_and_test"] = len(overlap)
+        leak = f"; {len(overlap)} of {len(set(groups[split.test]))} test subjects also in training"
     save_model(
         result.model,
         config,
@@ -179,7 +181,7 @@ def run_split(config: RunConfig, dataset: Dataset, groups: np.ndarray | None) ->
     plot_history(result.history, title, config.out_dir / f"{config.name}.curves.png")
     print(
         f"{config.name}: test accuracy {test['accuracy']:.4f} on {len(split.test)} images "
-        f"({config.protocol} split), trained {result.epochs_run} epochs in {wall:.0f} s"
+        f"({config.protocol} split{leak}), trained {result.epochs_run} epochs in {wall:.0f} s"
     )
     return metrics
 

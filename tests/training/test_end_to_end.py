@@ -22,6 +22,7 @@ from training.architectures import ARCHITECTURES, Architecture, Recipe, register
 from training.dataset import CKPLUS_SUBJECT_PATTERN, Dataset, group_by_pattern, load_dataset
 from training.fit import fit
 from training.run import RunConfig, save_model
+from training.splits import make_split
 
 CLASSES = {"anger": 10, "happy": 10, "surprise": 10}
 SUBJECTS = 10
@@ -335,6 +336,22 @@ def test_more_folds_than_subjects_exits_2(tiny: Architecture, data_dir: Path, tm
     code = main(["--data", str(data_dir), "--arch", tiny.name, "--folds", "11", "--out", str(tmp_path)])
     assert code == 2
     assert f"more than the {SUBJECTS} subjects" in capsys.readouterr().err
+
+
+def test_random_split_reports_the_subjects_it_puts_on_both_sides(
+    tiny: Architecture, data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(["--data", str(data_dir), "--arch", tiny.name, "--split", "random", "--out", str(out)]) == 0
+    metrics = read_metadata(out / f"{tiny.name}-random.json").metrics
+    dataset = load_dataset(data_dir)
+    split = make_split("random", dataset.labels, None, test_size=0.33, seed=42)
+    groups = dataset.groups(group_by_pattern(CKPLUS_SUBJECT_PATTERN))
+    shared = set(groups[split.train]) & set(groups[split.test])
+    assert metrics["subjects_in_both_train_and_test"] == len(shared) > 0
+    assert f"{len(shared)} of {len(set(groups[split.test]))} test subjects also in training" in (
+        capsys.readouterr().out
+    )
 
 
 def test_random_split_needs_no_subject_names(tiny: Architecture, tmp_path: Path) -> None:
