@@ -32,9 +32,9 @@ lint: install
 train-paper: install
 	$(BIN)/python -m training --data $(DATA) --arch paper-v1 --split random --epochs 20 --out runs/paper
 
-## The shipped default model: 10-fold subject CV of compact-s, then the final calibrated model (~35 min).
+## The shipped default model: 10-fold subject CV of compact-s-std, then the final calibrated model (~35 min).
 train-default: install
-	$(BIN)/python -m training --data $(DATA) --arch compact-s --folds 10 --final --out models --name emotion_cnn
+	$(BIN)/python -m training --data $(DATA) --arch compact-s-std --folds 10 --final --out models --name emotion_cnn
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs
