@@ -43,6 +43,7 @@ import numpy as np
 from PIL import Image
 
 from bench.load.services import OURS, REPO_ROOT, Service, rss_mib
+from bench.load.wrk import percentile
 
 DEFAULT_MODEL = REPO_ROOT / "models" / "emotion_cnn.h5"
 CKPLUS_DIR = Path(os.environ.get("CKPLUS_DIR", REPO_ROOT.parent / "shared" / "data" / "CK+48"))
@@ -264,14 +265,6 @@ async def run_schedule(
 
 
 # --- the figures and the verdict ----------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile: the smallest value with at least ``p`` % of the values at or below it."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
 
 
 def answered_as_expected(case: Case, outcome: Outcome) -> bool:

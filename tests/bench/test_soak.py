@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import math
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from bench.soak import (
     Summary,
     build_cases,
     build_schedule,
-    percentile,
     png_header_only,
     summarize,
 )
@@ -79,13 +77,6 @@ def test_the_schedule_has_the_exact_mix_in_a_seeded_order() -> None:
     assert set(build_schedule(cases, 10, 0.0, seed=1)) == {0, 1}
     with pytest.raises(ValueError):
         build_schedule(cases, 10, 1.5, seed=1)
-
-
-def test_percentile_is_nearest_rank() -> None:
-    assert percentile(list(range(1, 101)), 50) == 50
-    assert percentile(list(range(1, 101)), 99) == 99
-    assert percentile([5.0], 99) == 5.0
-    assert math.isnan(percentile([], 50))
 
 
 def outcomes_all_right() -> list[Outcome]:
