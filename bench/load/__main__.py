@@ -3,6 +3,7 @@
     python -m bench.load [--model models/emotion_cnn.h5] [--requests 2000] [--concurrency 1,8,32,64]
                          [--image PATH] [--faces off,default] [--markdown out.md] [--json out.json]
     python -m bench.load --tune [--sizes 8,16,32,64] [--waits 0,1,2,5] [--concurrency 32]
+    python -m bench.load --images-per-request 16 --faces off --concurrency 8,16
 
 For each face mode (``off``: ``?faces=off``, the whole image goes to the model; ``default``: the
 service's default face detection, which costs CPU per request) and each server (``ours``:
@@ -17,6 +18,8 @@ one Markdown fragment (conditions, ceiling, tables, ratios) for BENCHMARKS.md; `
 also writes it to FILE.
 
 ``--tune`` runs only our service, once per (``EMOTION_BATCH_MAX_SIZE``, ``EMOTION_BATCH_MAX_WAIT_MS``).
+``--images-per-request N`` (N > 1) posts N copies of the image to ``/predict/batch`` in each request,
+our service only (the naive baseline has no batch endpoint), and adds predictions/s to the tables.
 """
 
 from __future__ import annotations
@@ -41,7 +44,12 @@ from bench.load.services import NAIVE, OURS, REPO_ROOT, Service, cpu_seconds, rs
 
 DEFAULT_MODEL = REPO_ROOT / "models" / "emotion_cnn.h5"
 CKPLUS_DIR = Path(os.environ.get("CKPLUS_DIR", REPO_ROOT.parent / "shared" / "data" / "CK+48"))
-FACE_MODES = {"off": "/predict?faces=off", "default": "/predict"}
+FACE_QUERIES = {"off": "?faces=off", "default": ""}
+
+
+def request_path(faces: str, upload: wrk.Upload) -> str:
+    """``/predict`` for one image, ``/predict/batch`` for several, with the face mode's query."""
+    return ("/predict/batch" if upload.files > 1 else "/predict") + FACE_QUERIES[faces]
 
 
 def default_image() -> Path:
@@ -111,7 +119,9 @@ def measure_level(
     return result, extra
 
 
-def to_row(model: str, faces: str, service: Service, result: wrk.LoadResult, extra: dict[str, float]) -> Row:
+def to_row(
+    model: str, faces: str, service: Service, result: wrk.LoadResult, extra: dict[str, float], images: int = 1
+) -> Row:
     answered = max(result.answered, 1)
     return Row(
         model=model,
@@ -135,14 +145,20 @@ def to_row(model: str, faces: str, service: Service, result: wrk.LoadResult, ext
         mean_batch=round(extra["mean_batch"], 1) if "mean_batch" in extra else None,
         load_average_before=round(extra["load"], 2),
         settings=dict(service.env),
+        images_per_request=images,
     )
 
 
 def check_answer(service: Service, path: str, upload: wrk.Upload) -> str:
     status, body = service.post(path, upload.body, upload.content_type)
-    if status != 200 or not isinstance(body, dict) or "probabilities" not in body:
-        raise RuntimeError(f"{service.kind} {path} answered {status}: {str(body)[:500]}")
-    return f"{body['emotion']} {body['confidence']:.3f}, box {body.get('box')}"
+    if status == 200 and isinstance(body, dict) and upload.files > 1:
+        results = body.get("results") or []
+        if len(results) == upload.files and all(item.get("ok") for item in results):
+            first = results[0]["result"]
+            return f"{len(results)} results, the first {first['emotion']} {first['confidence']:.3f}"
+    elif status == 200 and isinstance(body, dict) and "probabilities" in body:
+        return f"{body['emotion']} {body['confidence']:.3f}, box {body.get('box')}"
+    raise RuntimeError(f"{service.kind} {path} answered {status}: {str(body)[:500]}")
 
 
 def run_server(
@@ -156,7 +172,7 @@ def run_server(
     warmup: int,
     env: dict[str, str] | None = None,
 ) -> list[Row]:
-    path = FACE_MODES[faces]
+    path = request_path(faces, upload)
     rows = []
     with Service(kind, model, env=env or {}) as service:
         answer = check_answer(service, path, upload)
@@ -174,7 +190,7 @@ def run_server(
                 requests=requests,
                 warmup=warmup,
             )
-            row = to_row(model.stem, faces, service, result, extra)
+            row = to_row(model.stem, faces, service, result, extra, upload.files)
             rows.append(row)
             batch = f", mean batch {row.mean_batch}" if row.mean_batch is not None else ""
             print(
@@ -246,7 +262,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--faces", default="off,default", help="face modes, comma-separated: off, default (default: both)"
     )
-    parser.add_argument("--servers", default="ours,naive", help="comma-separated: ours, naive")
+    parser.add_argument(
+        "--servers", default=None, help="comma-separated: ours, naive (default: both; ours with batches)"
+    )
+    parser.add_argument(
+        "--images-per-request",
+        type=int,
+        default=1,
+        help="N > 1: N copies of the image per request, to /predict/batch (our service only)",
+    )
     parser.add_argument(
         "--warmup", type=int, default=200, help="warm-up requests before each run (default 200)"
     )
@@ -276,10 +300,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.concurrency = args.concurrency or ([32] if args.tune else [1, 8, 32, 64])
     args.faces = [f.strip() for f in args.faces.split(",") if f.strip()]
-    args.servers = [s.strip() for s in args.servers.split(",") if s.strip()]
-    unknown = set(args.faces) - set(FACE_MODES) | set(args.servers) - {OURS, NAIVE}
+    batches = args.images_per_request > 1
+    servers = args.servers or (OURS if batches else f"{OURS},{NAIVE}")
+    args.servers = [s.strip() for s in servers.split(",") if s.strip()]
+    unknown = set(args.faces) - set(FACE_QUERIES) | set(args.servers) - {OURS, NAIVE}
     if unknown:
         parser.error(f"unknown face mode or server: {', '.join(sorted(unknown))}")
+    if args.images_per_request < 1:
+        parser.error("--images-per-request must be at least 1")
+    if batches and (NAIVE in args.servers or args.tune):
+        parser.error(
+            "--images-per-request > 1 runs our service only: the naive baseline has no batch endpoint"
+        )
     if not args.model.is_file():
         parser.error(f"{args.model} does not exist")
     if args.requests < max(args.concurrency):
@@ -293,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
     image = args.image or default_image()
     data = image.read_bytes()
     file_type = mimetypes.guess_type(image.name)[0] or "application/octet-stream"
-    upload = wrk.Upload.of(data, image.name, file_type)
+    upload = wrk.Upload.of(data, image.name, file_type, copies=args.images_per_request)
     machine = machine_description()
     command = shlex.join(["python", "-m", "bench.load", *(sys.argv[1:] if argv is None else argv)])
     print(
@@ -312,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         "image": str(image),
         "image_name": image.name,
         "image_bytes": len(data),
+        "images_per_request": args.images_per_request,
         "requests": args.requests,
         "warmup": args.warmup,
     }

@@ -26,21 +26,30 @@ LUA_SCRIPT = Path(__file__).with_name("fixed_count.lua")
 
 @dataclass(frozen=True)
 class Upload:
-    """A ready-made ``multipart/form-data`` body with one ``file`` field."""
+    """A ready-made ``multipart/form-data`` body: one ``file`` field (``/predict``), or ``copies``
+    ``files`` fields holding the same image (``/predict/batch``)."""
 
     body: bytes
     content_type: str
+    files: int = 1
 
     @classmethod
-    def of(cls, data: bytes, filename: str, file_type: str) -> Upload:
+    def of(cls, data: bytes, filename: str, file_type: str, copies: int = 1) -> Upload:
         boundary = f"bench{uuid.uuid4().hex}"
-        head = (
-            f"--{boundary}\r\n"
-            f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-            f"Content-Type: {file_type}\r\n\r\n"
-        ).encode()
+        field = "file" if copies == 1 else "files"
+        part = (
+            (
+                f"--{boundary}\r\n"
+                f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+                f"Content-Type: {file_type}\r\n\r\n"
+            ).encode()
+            + data
+            + b"\r\n"
+        )
         return cls(
-            head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
+            part * copies + f"--{boundary}--\r\n".encode(),
+            f"multipart/form-data; boundary={boundary}",
+            copies,
         )
 
 

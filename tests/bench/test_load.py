@@ -8,9 +8,11 @@ import shutil
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import anyio
 import pytest
+from starlette.requests import Request
 
 from bench.load import wrk
 from tests.conftest import require
@@ -70,6 +72,43 @@ def test_unanswered_requests_are_errors() -> None:
     assert result.answered == 1
     assert result.errors == 2
     assert math.isnan(result.seconds)
+
+
+def parsed_form(upload: wrk.Upload) -> list[tuple[str, str | None, bytes]]:
+    """The upload as Starlette (the service's framework) parses it: (field, filename, bytes) per part."""
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": upload.body, "more_body": False}
+
+    async def read() -> list[tuple[str, str | None, bytes]]:
+        headers = [(b"content-type", upload.content_type.encode())]
+        async with Request({"type": "http", "method": "POST", "headers": headers}, receive).form() as form:
+            return [(name, part.filename, await part.read()) for name, part in form.multi_items()]
+
+    return anyio.run(read)
+
+
+def test_upload_parses_as_one_file_or_as_copies_of_it() -> None:
+    assert parsed_form(wrk.Upload.of(b"\x89PNG-bytes", "face.png", "image/png")) == [
+        ("file", "face.png", b"\x89PNG-bytes")
+    ]
+    batch = wrk.Upload.of(b"\x89PNG-bytes", "face.png", "image/png", copies=3)
+    assert batch.files == 3
+    assert parsed_form(batch) == [("files", "face.png", b"\x89PNG-bytes")] * 3
+
+
+def test_batches_go_to_the_batch_endpoint_of_our_service_only() -> None:
+    from bench.load.__main__ import parse_args, request_path
+
+    batch = wrk.Upload.of(b"x", "face.png", "image/png", copies=16)
+    single = wrk.Upload.of(b"x", "face.png", "image/png")
+    assert request_path("off", batch) == "/predict/batch?faces=off"
+    assert request_path("default", single) == "/predict"
+    assert parse_args(["--images-per-request", "16"]).servers == ["ours"]
+    assert parse_args([]).servers == ["ours", "naive"]
+    for argv in (["--servers", "ours,naive"], ["--tune"]):
+        with pytest.raises(SystemExit):
+            parse_args(["--images-per-request", "16", *argv])
 
 
 def test_upload_is_one_multipart_file_field() -> None:
@@ -155,3 +194,19 @@ def test_the_documented_command_runs_end_to_end(tmp_path, ckplus_dir) -> None:
     assert all(r["answered"] == 6 and r["errors"] == 0 and r["rss_mib"] > 0 for r in rows)
     text = out_md.read_text()
     assert "| ours/naive req/s |" in text and "batch 32: **" in text
+
+
+@pytest.mark.slow
+def test_the_batch_mode_runs_end_to_end(tmp_path, ckplus_dir) -> None:
+    """Our service only, each request a /predict/batch of 3 images, every one answered."""
+    require_wrk()
+    from bench.load.__main__ import main
+
+    out_json = tmp_path / "load.json"
+    argv = ["--images-per-request", "3", "--requests", "4", "--concurrency", "2", "--warmup", "2"]
+    argv += ["--faces", "off", "--ceiling-repeats", "0", "--json", str(out_json)]
+    assert main(argv) == 0
+    rows = json.loads(out_json.read_text())["rows"]
+    assert [(r["server"], r["images_per_request"], r["answered"], r["errors"]) for r in rows] == [
+        ("ours", 3, 4, 0)
+    ]

@@ -7,7 +7,7 @@ from typing import Any
 from bench.load.report import Row, markdown, ratio_table, results_table
 
 
-def row(server: str, concurrency: int, requests_per_s: float, faces: str = "off") -> Row:
+def row(server: str, concurrency: int, requests_per_s: float, faces: str = "off", images: int = 1) -> Row:
     return Row(
         model="emotion_cnn",
         faces=faces,
@@ -30,6 +30,7 @@ def row(server: str, concurrency: int, requests_per_s: float, faces: str = "off"
         mean_batch=3.5 if server == "ours" else None,
         load_average_before=0.1,
         settings={},
+        images_per_request=images,
     )
 
 
@@ -68,10 +69,27 @@ def test_markdown_holds_conditions_ceiling_and_each_face_mode() -> None:
     assert "batch 32: **1,000 images/s**" in text
     assert "| ours/naive req/s | 25.0x |" in text
     assert "**`?faces=off`" in text and "**default face detection" in text
-    assert "(concurrency 8, 500 req/s) is 50% of the raw batch-32 model throughput" in text
+    assert "(concurrency 8, 500 predictions/s) is 50% of the raw batch-32 model throughput" in text
     assert "wrk) itself used at most 0.05 cores" in text
 
 
 def test_markdown_without_ceiling_says_nothing_about_it() -> None:
     text = markdown(report(), [row("ours", 1, 100.0)])
     assert "Ceiling" not in text and "batch-32" not in text
+
+
+def test_batches_add_a_predictions_column_and_are_compared_by_predictions() -> None:
+    rows = [row("ours", 8, 62.5, images=16), row("ours", 16, 65.0, images=16)]
+    table = results_table(rows).splitlines()
+    assert table[0].startswith("| server | concurrency | requests | req/s | predictions/s | p50 ms |")
+    assert table[1].count("|") == table[0].count("|")
+    assert table[2].startswith("| ours | 8 | 100 | 62 | 1,000 | 4.00 |")
+    text = markdown(
+        report(images_per_request=16, ceiling={"batch32_images_per_s": 2000.0, "median_ms": 1.0}), rows
+    )
+    assert "each request is a `/predict/batch` of 16 copies of it" in text
+    assert "(concurrency 16, 1,040 predictions/s) is 52% of the raw batch-32 model throughput" in text
+
+
+def test_single_image_tables_have_no_predictions_column() -> None:
+    assert "predictions/s" not in results_table([row("ours", 1, 100.0)])
