@@ -330,7 +330,11 @@ def summarize(
         if ok:
             count.as_expected += 1
         else:
-            key = "transport error" if outcome.status is None else f"{outcome.status} {outcome.code}"
+            key = (
+                f"transport error ({outcome.transport_error})"
+                if outcome.status is None
+                else f"{outcome.status} {outcome.code}"
+            )
             count.got[key] = count.got.get(key, 0) + 1
         if case.valid:
             valid += 1

@@ -124,6 +124,7 @@ def test_a_transport_error_or_a_malformed_prediction_is_a_valid_error() -> None:
     outcomes[1] = Outcome(1, 200, "malformed_prediction", 5.0)
     summary = summary_of(outcomes)
     assert (summary.valid_errors, summary.transport_errors, summary.server_errors) == (2, 1, 0)
+    assert summary.cases[0].got == {"transport error (ConnectError: refused)": 1}
     assert not summary.passed
 
 
