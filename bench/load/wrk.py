@@ -27,7 +27,7 @@ LUA_SCRIPT = Path(__file__).with_name("fixed_count.lua")
 @dataclass(frozen=True)
 class Upload:
     """A ready-made ``multipart/form-data`` body: one ``file`` field (``/predict``), or ``copies``
-    ``files`` fields holding the same image (``/predict/batch``)."""
+    ``file`` fields holding the same image (``/predict/batch``)."""
 
     body: bytes
     content_type: str
@@ -36,11 +36,10 @@ class Upload:
     @classmethod
     def of(cls, data: bytes, filename: str, file_type: str, copies: int = 1) -> Upload:
         boundary = f"bench{uuid.uuid4().hex}"
-        field = "file" if copies == 1 else "files"
         part = (
             (
                 f"--{boundary}\r\n"
-                f'Content-Disposition: form-data; name="{field}"; filename="{filename}"\r\n'
+                f'Content-Disposition: form-data; name="file"; filename="{filename}"\r\n'
                 f"Content-Type: {file_type}\r\n\r\n"
             ).encode()
             + data

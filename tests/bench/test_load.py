@@ -94,7 +94,7 @@ def test_upload_parses_as_one_file_or_as_copies_of_it() -> None:
     ]
     batch = wrk.Upload.of(b"\x89PNG-bytes", "face.png", "image/png", copies=3)
     assert batch.files == 3
-    assert parsed_form(batch) == [("files", "face.png", b"\x89PNG-bytes")] * 3
+    assert parsed_form(batch) == [("file", "face.png", b"\x89PNG-bytes")] * 3
 
 
 def test_batches_go_to_the_batch_endpoint_of_our_service_only() -> None:
