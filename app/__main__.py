@@ -35,7 +35,7 @@ def main() -> int:
         host=settings.host,
         port=settings.port,
         log_config=log_config,
-        timeout_keep_alive=5,  # idle keep-alive connections are closed after 5 s
+        timeout_keep_alive=settings.keep_alive_s,  # longer than the clients' own idle timeouts
         timeout_graceful_shutdown=15,  # in-flight requests get this long to finish on SIGTERM
         limit_concurrency=512,  # beyond this many connections uvicorn answers 503 at once
         backlog=1024,

@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     body_timeout_s: float = Field(
         30.0, gt=0, description="The whole request body must arrive within this long (else 408)"
     )
+    keep_alive_s: int = Field(
+        20,
+        ge=1,
+        description=(
+            "Idle keep-alive connections are closed after this long. Keep it above the idle timeout of the "
+            "clients and proxies in front (httpx: 5 s; the bundled nginx: 15 s): a server that closes "
+            "first races a client reusing the connection, and that request fails"
+        ),
+    )
 
     face_detection: FaceMode = Field(
         "largest",

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -32,6 +33,7 @@ from app.imaging import decode_image
 from app.inference import LoadedModel, ModelLoadError, load_model
 from app.main import create_app
 from app.preprocessing import batch_to_model_input
+from app.settings import Settings
 from tests.app.asgi import http_scope
 from tests.app.conftest import (
     API_KEY,
@@ -909,6 +911,29 @@ def test_python_m_app_with_invalid_settings_prints_one_line(name: str, value: st
     assert "Traceback" not in output
     errors = [line for line in output.splitlines() if line.startswith("error: cannot start the service")]
     assert len(errors) == 1 and name in errors[0], output
+
+
+def test_python_m_app_closes_idle_connections_after_the_configured_keep_alive(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import app.__main__ as entry
+
+    served: dict[str, Any] = {}
+    monkeypatch.setenv("EMOTION_KEEP_ALIVE_S", "33")
+    monkeypatch.setattr(entry.uvicorn, "run", lambda app, **options: served.update(options))
+    entry.get_settings.cache_clear()
+    try:
+        assert entry.main() == 0
+    finally:
+        entry.get_settings.cache_clear()
+    assert served["timeout_keep_alive"] == 33
+
+
+def test_the_server_keeps_idle_connections_longer_than_httpx_does() -> None:
+    """httpx reuses an idle connection for up to 5 s; a server closing at that same moment loses the
+    request that the client sends on it (seen in the soak as rare read errors)."""
+    httpx_expiry = httpx.Limits().keepalive_expiry
+    assert httpx_expiry is not None and Settings().keep_alive_s >= 2 * httpx_expiry
 
 
 def test_an_empty_api_key_is_a_configuration_error_not_a_locked_service(model_path: Path) -> None:

@@ -130,6 +130,15 @@ def test_nginx_body_limits_match_the_service() -> None:
     assert limit_kib("/predict/batch") * 1024 == files * (per_file + MULTIPART_OVERHEAD)
 
 
+def test_nginx_drops_idle_replica_connections_before_the_replica_does() -> None:
+    """Otherwise nginx can send a POST on a connection the replica is closing, and answer 502."""
+    match = re.search(r"upstream emotion \{[^}]*keepalive_timeout (\d+)s;", NGINX_CONF.read_text())
+    assert match, "the upstream block sets no keepalive_timeout (nginx's default is 60 s)"
+    replica = compose()["services"]["emotion-replica"]["environment"]
+    assert "EMOTION_KEEP_ALIVE_S" not in replica  # the replicas run with the default
+    assert int(match.group(1)) < Settings().keep_alive_s
+
+
 def test_scaled_profile_is_opt_in() -> None:
     services = compose()["services"]
     assert "profiles" not in services["emotion"]
