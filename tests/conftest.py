@@ -1,4 +1,4 @@
-"""Shared fixtures: where the CK+48 data and the real photos are, and the skip-locally/fail-in-CI rule."""
+"""Shared fixtures: where the CK+48 and FER+ data and the photos are; the skip-locally, fail-in-CI rule."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # The one setting for the data: CKPLUS_DIR (default: ../shared/data/CK+48 beside the checkout).
 CKPLUS_DIR = Path(os.environ.get("CKPLUS_DIR", REPO_ROOT.parent / "shared" / "data" / "CK+48"))
 PHOTOS_DIR = Path(os.environ.get("PHOTOS_DIR", CKPLUS_DIR.parent / "photos"))
+FERPLUS_DIR = Path(os.environ.get("FERPLUS_DIR", CKPLUS_DIR.parent / "FERPlus"))
 
 
 def require(available: bool, reason: str) -> None:
@@ -32,3 +33,12 @@ def ckplus_dir() -> Path:
 def photos_dir() -> Path:
     require(PHOTOS_DIR.is_dir(), f"real photos not found at {PHOTOS_DIR} (set PHOTOS_DIR)")
     return PHOTOS_DIR
+
+
+@pytest.fixture(scope="session")
+def ferplus_dir() -> Path:
+    require(
+        (FERPLUS_DIR / "valid" / "labels.csv").is_file(),
+        f"FER+ data not found at {FERPLUS_DIR} (set FERPLUS_DIR)",
+    )
+    return FERPLUS_DIR

@@ -55,6 +55,8 @@ class VoteDataset:
     votes: np.ndarray  # (N, len(labels)) float64 vote counts
     labels: list[str]
     names: list[str]
+    # Per row: one expression has more votes than every other column, `unknown` and `NF` included.
+    single_top: np.ndarray | None = None
     dropped: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -69,7 +71,9 @@ class VoteDataset:
         raise ValueError(f"unknown target kind {kind!r}; use 'soft' or 'majority'")
 
     def top_label_mask(self) -> np.ndarray:
-        """Rows whose votes have one single top label (no tie): the ones with a clear answer."""
+        """Rows with one single top label (no tie with any column): the ones with a clear answer."""
+        if self.single_top is not None:
+            return self.single_top
         top = self.votes.max(axis=1, keepdims=True)
         return (self.votes == top).sum(axis=1) == 1
 
@@ -83,6 +87,7 @@ class VoteDataset:
             votes=self.votes[index],
             labels=self.labels,
             names=[self.names[i] for i in index],
+            single_top=None if self.single_top is None else self.single_top[index],
             dropped=dict(self.dropped),
         )
 
@@ -129,6 +134,7 @@ def load_ferplus(folder: Path, labels: list[str]) -> VoteDataset:
     images: list[np.ndarray] = []
     kept_names: list[str] = []
     kept_votes: list[np.ndarray] = []
+    single_top: list[bool] = []
     for name, row, rest in zip(names, votes, other, strict=True):
         if row.sum() <= 0:
             dropped["no_label_votes"] += 1
@@ -146,6 +152,8 @@ def load_ferplus(folder: Path, labels: list[str]) -> VoteDataset:
         images.append(image)
         kept_names.append(name)
         kept_votes.append(row)
+        everything = np.concatenate([row, rest])
+        single_top.append(bool((everything == row.max()).sum() == 1))
     if not images:
         raise FerPlusError(f"{folder}: no usable row in {LABELS_FILE}")
     return VoteDataset(
@@ -153,5 +161,6 @@ def load_ferplus(folder: Path, labels: list[str]) -> VoteDataset:
         votes=np.array(kept_votes, dtype=np.float64),
         labels=list(labels),
         names=kept_names,
+        single_top=np.array(single_top, dtype=bool),
         dropped=dropped,
     )

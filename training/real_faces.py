@@ -22,6 +22,7 @@ real photos. Class imbalance: FER+ faces are weighted by (largest class / their 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
@@ -36,7 +37,16 @@ from app import preprocessing
 from app.preprocessing import InputSpec
 from training.architectures import Architecture
 from training.augment import augment_web_batch, random_jpeg, web_photo_augmenter
+from training.calibration import (
+    ECE_BINS,
+    expected_calibration_error,
+    fit_temperature,
+    softmax_with_temperature,
+)
+from training.evaluate import classification_metrics, plot_confusion_matrix
 from training.ferplus import VoteDataset, load_ferplus
+from training.fit import with_temperature
+from training.robustness import PERTURBATIONS
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +90,7 @@ def ferplus_arrays(data: VoteDataset, spec: InputSpec, *, balance: bool = True) 
 def load_ferplus_cached(folder: Path, spec: InputSpec, cache_dir: Path | None) -> VoteDataset:
     """:func:`load_ferplus` over the eight labels; decoded images are cached as one ``.npz``."""
     if cache_dir is not None:
-        cache = cache_dir / f"ferplus-{folder.name}.npz"
+        cache = cache_dir / f"ferplus-{folder.name}-v2.npz"
         if cache.is_file():
             saved = np.load(cache, allow_pickle=False)
             return VoteDataset(
@@ -88,6 +98,7 @@ def load_ferplus_cached(folder: Path, spec: InputSpec, cache_dir: Path | None) -
                 votes=saved["votes"],
                 labels=list(saved["labels"]),
                 names=list(saved["names"]),
+                single_top=saved["single_top"],
                 dropped=json.loads(str(saved["dropped"])),
             )
     data = load_ferplus(folder, LABELS_WITH_NEUTRAL)
@@ -99,6 +110,7 @@ def load_ferplus_cached(folder: Path, spec: InputSpec, cache_dir: Path | None) -
             votes=data.votes,
             labels=np.array(data.labels),
             names=np.array(data.names),
+            single_top=data.single_top,
             dropped=json.dumps(data.dropped),
         )
     return data
@@ -178,6 +190,7 @@ def train_base(
         validation_data=eval_dataset(valid_x, valid_y),
         epochs=epochs,
         callbacks=callbacks,
+        shuffle=False,  # the tf.data pipeline shuffles
         verbose=verbose,
     )
     wall = time.perf_counter() - started
@@ -238,11 +251,383 @@ def run_base(args) -> int:
     return 0
 
 
+def ck_arrays(dataset, spec: InputSpec) -> Arrays:
+    """CK+48 (a class-per-folder :class:`training.dataset.Dataset`) as one-hot targets over the eight."""
+    index = [LABELS_WITH_NEUTRAL.index(name) for name in dataset.class_names]
+    targets = np.eye(len(LABELS_WITH_NEUTRAL), dtype=np.float32)[np.array(index)[dataset.labels]]
+    x = preprocessing.batch_to_model_input(dataset.images, spec)
+    return Arrays(x=x, y=targets, weights=balance_weights(targets.argmax(1), len(LABELS_WITH_NEUTRAL)))
+
+
+def take(arrays: Arrays, index: np.ndarray) -> Arrays:
+    return Arrays(x=arrays.x[index], y=arrays.y[index], weights=arrays.weights[index])
+
+
+def mixed_dataset(ck: Arrays, fer: Arrays, *, ck_share: float, batch_size: int, seed: int) -> tf.data.Dataset:
+    """Endless batches drawing each face from CK+48 with probability ``ck_share``, else from FER+."""
+    sources = [
+        tf.data.Dataset.from_tensor_slices((a.x, a.y, a.weights))
+        .shuffle(len(a), seed=seed + i, reshuffle_each_iteration=True)
+        .repeat()
+        for i, a in enumerate((ck, fer))
+    ]
+    data = tf.data.Dataset.sample_from_datasets(sources, weights=[ck_share, 1.0 - ck_share], seed=seed)
+    augmenter = web_photo_augmenter(seed)
+    data = data.map(
+        lambda x, y, w: (random_jpeg(x, rate=0.25, seed=seed + 30), y, w), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    data = data.batch(batch_size, drop_remainder=True)
+    data = data.map(
+        lambda x, y, w: (augment_web_batch(x, augmenter, seed), y, w), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    return data.prefetch(tf.data.AUTOTUNE)
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """How the FER+ base model is adapted with CK+48 (one fold's training subjects, or all)."""
+
+    epochs: int = 6
+    ck_share: float = 1 / 3
+    # Each epoch shows about this many CK+48 images (with repeats), and twice as many FER+ faces.
+    ck_images_per_epoch: int = 1200
+    batch_size: int = 64
+    learning_rate: float = 3e-4
+
+
+def fine_tune(
+    architecture: Architecture, base_weights: Path, ck: Arrays, fer: Arrays, recipe: FineTune, seed: int
+) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    model = architecture.build(len(LABELS_WITH_NEUTRAL))
+    model.load_weights(base_weights)
+    steps = max(1, round(recipe.ck_images_per_epoch / recipe.ck_share / recipe.batch_size))
+    compile_model(model, warmup_cosine(recipe.learning_rate, recipe.epochs * steps, warmup_steps=steps // 2))
+    data = mixed_dataset(ck, fer, ck_share=recipe.ck_share, batch_size=recipe.batch_size, seed=seed)
+    model.fit(data, epochs=recipe.epochs, steps_per_epoch=steps, shuffle=False, verbose=0)
+    return model
+
+
+def _fine_tune_recipe(args) -> FineTune:
+    return FineTune() if args.fine_tune_epochs is None else FineTune(epochs=args.fine_tune_epochs)
+
+
+def logits_of(model: keras.Model, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The model's pre-softmax outputs (its layer named ``logits``) over the eight labels."""
+    head = keras.Model(model.input, model.get_layer("logits").output)
+    return np.asarray(head.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)
+
+
+SEVEN = np.array([LABELS_WITH_NEUTRAL.index(name) for name in EMOTIONS])
+
+
+def without_neutral(model: keras.Model, architecture: Architecture) -> keras.Model:
+    """The same network with seven outputs: the ``neutral`` column of the last layer removed, so its
+    softmax is the eight-way softmax renormalised over the seven emotions."""
+    seven = architecture.build(len(EMOTIONS))
+    for layer in seven.layers:
+        source = model.get_layer(layer.name)
+        if layer.name == "logits":
+            kernel, bias = source.get_weights()
+            layer.set_weights([kernel[:, SEVEN], bias[SEVEN]])
+        else:
+            layer.set_weights(source.get_weights())
+    return seven
+
+
+def _load_sources(args) -> tuple[Architecture, InputSpec, VoteDataset, VoteDataset, object, np.ndarray]:
+    from training.architectures import get_architecture
+    from training.dataset import CKPLUS_SUBJECT_PATTERN, group_by_pattern, load_dataset
+
+    arch = get_architecture(args.arch)
+    spec = InputSpec(*arch.input_shape)
+    cache = args.out / "cache"
+    fer_train = load_ferplus_cached(args.ferplus / "train", spec, cache)
+    fer_valid = load_ferplus_cached(args.ferplus / "valid", spec, cache)
+    ck = load_dataset(args.ckplus)
+    groups = ck.groups(group_by_pattern(CKPLUS_SUBJECT_PATTERN))
+    return arch, spec, fer_train, fer_valid, ck, groups
+
+
+def seven_way(logits8: np.ndarray) -> np.ndarray:
+    """Probabilities over the seven emotions from eight-way logits (neutral dropped)."""
+    return softmax_with_temperature(logits8[:, SEVEN], 1.0)
+
+
+def run_cv(args) -> int:
+    """10-fold subject-independent CV on CK+48 of the fine-tuning step, from the shared base model."""
+    from training.splits import subject_kfold
+
+    arch, spec, fer_train, _, ck, groups = _load_sources(args)
+    base = args.out / "base-best.weights.h5"
+    fer = ferplus_arrays(fer_train, spec)
+    ck_all = ck_arrays(ck, spec)
+    labels7 = np.array([EMOTIONS.index(ck.class_names[i]) for i in ck.labels])
+    base_model = arch.build(len(LABELS_WITH_NEUTRAL))
+    base_model.load_weights(base)
+    zero_shot = seven_way(logits_of(base_model, ck_all.x))
+    oof_logits = np.zeros((len(ck_all), len(LABELS_WITH_NEUTRAL)))
+    fold_of = np.full(len(ck_all), -1)
+    per_fold = []
+    started = time.perf_counter()
+    splits = list(subject_kfold(ck.labels, groups, folds=args.folds, seed=args.seed))
+    for k, split in enumerate(splits[: args.max_folds]):
+        model = fine_tune(
+            arch, base, take(ck_all, split.train), fer, _fine_tune_recipe(args), seed=args.seed + k
+        )
+        oof_logits[split.test] = logits_of(model, ck_all.x[split.test])
+        fold_of[split.test] = k
+        predicted = seven_way(oof_logits[split.test]).argmax(1)
+        accuracy = float((predicted == labels7[split.test]).mean())
+        before = float((zero_shot[split.test].argmax(1) == labels7[split.test]).mean())
+        per_fold.append(
+            {
+                "fold": k,
+                "accuracy": accuracy,
+                "accuracy_before_fine_tuning": before,
+                "test_images": len(split.test),
+                "test_subjects": len(np.unique(groups[split.test])),
+                "subjects_in_both": len(set(groups[split.train]) & set(groups[split.test])),
+            }
+        )
+        print(f"cv fold {k + 1}/{args.folds}: {accuracy:.4f} (FER+ base alone {before:.4f})", flush=True)
+        keras.backend.clear_session()
+    seen = fold_of >= 0
+    accuracies = np.array([f["accuracy"] for f in per_fold])
+    probabilities = seven_way(oof_logits[seen])
+    pooled = classification_metrics(labels7[seen], probabilities, EMOTIONS)
+    logits7 = oof_logits[seen][:, SEVEN]
+    cv = {
+        "protocol": "subject",
+        "folds": args.folds,
+        "folds_run": len(per_fold),
+        "seed": args.seed,
+        "base": "FER+ base model shared by all folds (FER+ has none of CK+48's people)",
+        "fine_tune": dataclasses.asdict(_fine_tune_recipe(args)),
+        "mean_accuracy": float(accuracies.mean()),
+        "std_accuracy": float(accuracies.std(ddof=1)) if len(accuracies) > 1 else 0.0,
+        "mean_accuracy_before_fine_tuning": float(
+            np.mean([f["accuracy_before_fine_tuning"] for f in per_fold])
+        ),
+        "per_fold": per_fold,
+        "pooled": pooled,
+        "ece_out_of_fold": expected_calibration_error(probabilities, labels7[seen]),
+        "temperature_out_of_fold": fit_temperature(logits7, labels7[seen]),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    (args.out / "cv.json").write_text(json.dumps(cv, indent=2) + "\n", encoding="utf-8")
+    plot_confusion_matrix(
+        pooled["confusion_matrix"],
+        EMOTIONS,
+        f"CK+48 {args.folds}-fold subject CV (FER+ base + fine-tune): {cv['mean_accuracy']:.4f}",
+        args.out / "cv-confusion.png",
+    )
+    print(
+        f"CK+48 {args.folds}-fold subject CV: {cv['mean_accuracy']:.4f} ± {cv['std_accuracy']:.4f} over "
+        f"{len(per_fold)} folds (FER+ base alone {cv['mean_accuracy_before_fine_tuning']:.4f}), "
+        f"{cv['wall_seconds']:.0f} s"
+    )
+    return 0
+
+
+def cross_fitted_ece(logits: np.ndarray, labels: np.ndarray, parts: int = 2) -> float:
+    """ECE after temperature scaling, each part scaled by a temperature fitted on the other parts."""
+    part_of = np.arange(len(labels)) % parts
+    calibrated = np.empty_like(logits)
+    for part in range(parts):
+        held = part_of == part
+        temperature = fit_temperature(logits[~held], labels[~held])
+        calibrated[held] = softmax_with_temperature(logits[held], temperature)
+    return expected_calibration_error(calibrated, labels)
+
+
+def calibration(logits: np.ndarray, labels: np.ndarray) -> dict[str, float | str | int]:
+    temperature = fit_temperature(logits, labels)
+    return {
+        "method": "temperature scaling fitted on FER+ valid faces with a single top label",
+        "bins": ECE_BINS,
+        "temperature": temperature,
+        "ece_before": expected_calibration_error(softmax_with_temperature(logits, 1.0), labels),
+        "ece_after_cross_fitted": cross_fitted_ece(logits, labels),
+        "ece_after_in_sample": expected_calibration_error(
+            softmax_with_temperature(logits, temperature), labels
+        ),
+    }
+
+
+def robustness(model: keras.Model, images: list[np.ndarray], labels8: np.ndarray, spec: InputSpec) -> dict:
+    """FER+ valid 8-way and 7-way accuracy after each perturbation of the input photo."""
+    emotional = labels8 != LABELS_WITH_NEUTRAL.index(NEUTRAL)
+    labels7 = np.array([EMOTIONS.index(LABELS_WITH_NEUTRAL[i]) for i in labels8[emotional]])
+    out = {}
+    for name, perturb in {"none": lambda image: image, **PERTURBATIONS}.items():
+        x = preprocessing.batch_to_model_input([perturb(image) for image in images], spec)
+        logits = logits_of(model, x)
+        out[name] = {
+            "accuracy_8way": float((logits.argmax(1) == labels8).mean()),
+            "accuracy_7way": float((logits[emotional][:, SEVEN].argmax(1) == labels7).mean()),
+        }
+    return out
+
+
+def run_final(args) -> int:
+    """Fine-tune on every CK+48 subject, calibrate, evaluate on FER+ valid, write both models."""
+    from training.run import export_model
+
+    arch, spec, fer_train, fer_valid, ck, groups = _load_sources(args)
+    cv_path = args.out / "cv.json"
+    if not cv_path.is_file():
+        raise SystemExit(f"error: {cv_path} is missing; run the cv stage first")
+    cv = json.loads(cv_path.read_text(encoding="utf-8"))
+    base_summary = json.loads((args.out / "base-summary.json").read_text(encoding="utf-8"))
+    started = time.perf_counter()
+    model8 = fine_tune(
+        arch,
+        args.out / "base-best.weights.h5",
+        ck_arrays(ck, spec),
+        ferplus_arrays(fer_train, spec),
+        _fine_tune_recipe(args),
+        seed=args.seed,
+    )
+    wall = time.perf_counter() - started
+
+    keep = np.flatnonzero(fer_valid.top_label_mask())
+    valid = fer_valid.subset(keep)
+    labels8 = valid.majority()
+    x = preprocessing.batch_to_model_input(valid.images, spec)
+    logits8 = logits_of(model8, x)
+    emotional = labels8 != LABELS_WITH_NEUTRAL.index(NEUTRAL)
+    labels7 = np.array([EMOTIONS.index(LABELS_WITH_NEUTRAL[i]) for i in labels8[emotional]])
+    logits7 = logits8[emotional][:, SEVEN]
+    cal8, cal7 = calibration(logits8, labels8), calibration(logits7, labels7)
+    ferplus_8 = classification_metrics(
+        labels8, softmax_with_temperature(logits8, cal8["temperature"]), LABELS_WITH_NEUTRAL
+    )
+    ferplus_7 = classification_metrics(
+        labels7, softmax_with_temperature(logits7, cal7["temperature"]), EMOTIONS
+    )
+    robust = robustness(model8, valid.images, labels8, spec)
+    subject_cv = {
+        k: cv[k]
+        for k in (
+            "folds",
+            "folds_run",
+            "seed",
+            "mean_accuracy",
+            "std_accuracy",
+            "mean_accuracy_before_fine_tuning",
+            "per_fold",
+            "ece_out_of_fold",
+        )
+    }
+    subject_cv["per_class_f1"] = {c: v["f1"] for c, v in cv["pooled"]["per_class"].items()}
+    subject_cv["confusion_matrix"] = cv["pooled"]["confusion_matrix"]
+    dataset = {
+        "sources": {
+            "ferplus_train": {
+                "path": str(args.ferplus / "train"),
+                "faces": len(fer_train),
+                "dropped": fer_train.dropped,
+                "majority_counts": dict(
+                    zip(
+                        LABELS_WITH_NEUTRAL,
+                        np.bincount(fer_train.majority(), minlength=8).tolist(),
+                        strict=True,
+                    )
+                ),
+                "targets": "vote distribution over the eight labels (soft)",
+            },
+            "ckplus48": {
+                "path": str(args.ckplus),
+                "images": len(ck),
+                "subjects": len(np.unique(groups)),
+                "class_counts": ck.class_counts(),
+                "targets": "one-hot (peak frames; no neutral)",
+                "fingerprint_sha256": ck.fingerprint(),
+            },
+        },
+        "model_selection_and_calibration": {
+            "path": str(args.ferplus / "valid"),
+            "faces_with_single_top_label": len(valid),
+            "use": "base epoch selection (early stopping) and temperature fitting; never trained on",
+        },
+    }
+    training = {
+        "recipe": "python -m training.real_faces base|cv|final (make train-real)",
+        "base": {k: v for k, v in base_summary.items() if k != "history"},
+        "base_history": base_summary.get("history", {}),
+        "fine_tune": {
+            **dataclasses.asdict(_fine_tune_recipe(args)),
+            "wall_seconds": round(wall, 1),
+            "seed": args.seed,
+        },
+        "mixing": "each fine-tuning face from CK+48 with probability ck_share, else a FER+ training face",
+        "class_balance": "FER+ and CK+48 faces weighted by (largest class / own class)^0.5, capped at 3",
+        "augmentation": "flip, rotation ±15°, zoom, shift, brightness, contrast, blur, JPEG 30-95, occlusion",
+        "optimizer": "AdamW (weight decay 0.01), warm-up + cosine learning rate",
+        "loss": "categorical cross-entropy on soft targets",
+    }
+    common = {"robustness_ferplus_valid": robust, "ckplus48_subject_cv": subject_cv}
+    neutral_path = export_model(
+        with_temperature(model8, cal8["temperature"]),
+        args.models / f"{args.name}_neutral.h5",
+        labels=LABELS_WITH_NEUTRAL,
+        architecture=arch.name,
+        training=training,
+        dataset=dataset,
+        metrics={
+            "ferplus_valid_8way": ferplus_8,
+            "ferplus_valid_7way": ferplus_7,
+            "calibration": cal8,
+            "calibration_7way": cal7,
+            **common,
+        },
+    )
+    default_path = export_model(
+        with_temperature(without_neutral(model8, arch), cal7["temperature"]),
+        args.models / f"{args.name}.h5",
+        labels=EMOTIONS,
+        architecture=arch.name,
+        training={**training, "head": "the neutral model's network with its neutral output removed"},
+        dataset=dataset,
+        metrics={"ferplus_valid_7way": ferplus_7, "calibration": cal7, **common},
+    )
+    for title, metrics, names, stem in (
+        ("FER+ valid, 8-way", ferplus_8, LABELS_WITH_NEUTRAL, f"{args.name}_neutral"),
+        ("FER+ valid, 7-way", ferplus_7, EMOTIONS, args.name),
+    ):
+        plot_confusion_matrix(
+            metrics["confusion_matrix"],
+            names,
+            f"{title}: {metrics['accuracy']:.4f}",
+            args.models / f"{stem}.ferplus-confusion.png",
+        )
+    plot_confusion_matrix(
+        cv["pooled"]["confusion_matrix"],
+        EMOTIONS,
+        f"CK+48 {cv['folds']}-fold subject CV: {cv['mean_accuracy']:.4f}",
+        args.models / f"{args.name}.cv-confusion.png",
+    )
+    print(f"wrote {default_path} and {neutral_path}")
+    print(
+        f"FER+ valid 8-way {ferplus_8['accuracy']:.4f} ({ferplus_8['n']} faces), "
+        f"7-way {ferplus_7['accuracy']:.4f} ({ferplus_7['n']} faces)"
+    )
+    for ways, cal in (("8-way", cal8), ("7-way", cal7)):
+        print(
+            f"ECE {ways}: {cal['ece_before']:.4f} -> {cal['ece_after_cross_fitted']:.4f} cross-fitted "
+            f"at T={cal['temperature']:.3f}"
+        )
+    for name, values in robust.items():
+        print(f"robustness {name}: 8-way {values['accuracy_8way']:.4f}, 7-way {values['accuracy_7way']:.4f}")
+    return 0
+
+
 def _parser():
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m training.real_faces", description=__doc__.split("\n")[0])
-    parser.add_argument("stage", choices=("base",))
+    parser.add_argument("stage", choices=("base", "cv", "final"))
     parser.add_argument("--ferplus", type=Path, default=Path("../shared/data/FERPlus"))
     parser.add_argument("--ckplus", type=Path, default=Path("../shared/data/CK+48"))
     parser.add_argument("--arch", default="fer-s2")
@@ -252,13 +637,18 @@ def _parser():
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--patience", type=int, default=8, help="epochs without a better FER+ valid accuracy")
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--folds", type=int, default=10, help="cv: CK+48 subject folds")
+    parser.add_argument("--max-folds", type=int, help="cv: run only the first N folds")
+    parser.add_argument("--fine-tune-epochs", type=int, help="cv, final: fine-tuning epochs (default 6)")
+    parser.add_argument("--models", type=Path, default=Path("models"), help="final: where the models go")
+    parser.add_argument("--name", default="emotion_cnn", help="final: NAME.h5 (7-way) and NAME_neutral.h5")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    stages = {"base": run_base}
+    stages = {"base": run_base, "cv": run_cv, "final": run_final}
     return stages[args.stage](args)
 
 

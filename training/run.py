@@ -17,7 +17,6 @@ import numpy as np
 import tensorflow as tf
 
 from app import preprocessing
-from app.imaging import decode_image
 from app.model_metadata import ModelMetadata, file_sha256, metadata_path_for, write_metadata
 from app.preprocessing import InputSpec
 from training.architectures import Architecture, Recipe
@@ -31,23 +30,12 @@ from training.calibration import (
 from training.dataset import Dataset
 from training.evaluate import classification_metrics, plot_confusion_matrix, plot_history
 from training.fit import FitResult, fit, predict_probabilities, with_temperature
+from training.robustness import jpeg
 from training.splits import make_split, subject_kfold
 
 log = logging.getLogger(__name__)
 
 JPEG_QUALITY = 75  # what a client app sends: CV folds are also scored after a JPEG round trip
-
-
-def jpeg_round_trip(images: list[np.ndarray], quality: int) -> list[np.ndarray]:
-    """Each image encoded as JPEG at ``quality`` and decoded again by the service's decoder."""
-    out = []
-    for image in images:
-        bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-        ok, encoded = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if not ok:
-            raise RuntimeError("JPEG encoding failed")
-        out.append(decode_image(encoded.tobytes(), max_pixels=image.size + 1))
-    return out
 
 
 @dataclass(frozen=True)
@@ -99,6 +87,41 @@ def _training_info(config: RunConfig, **extra: Any) -> dict[str, Any]:
     }
 
 
+def export_model(
+    model: keras.Model,
+    model_path: Path,
+    *,
+    labels: list[str],
+    architecture: str,
+    training: dict[str, Any],
+    dataset: dict[str, Any],
+    metrics: dict[str, Any],
+) -> Path:
+    """Write ``model_path`` (.h5, the full model without optimizer state), the weights beside it and
+    the metadata JSON the service reads (labels in output order, preprocessing, checksum)."""
+    model_path.parent.mkdir(parents=True, exist_ok=True)
+    # An uncompiled view of the same layers: the files hold the weights, not Adam's state (3x the size).
+    export = keras.Model(model.input, model.output, name=model.name)
+    export.save(model_path)
+    export.save_weights(model_path.with_suffix(".weights.h5"))
+    spec = InputSpec.from_shape(model.input_shape)
+    metadata = ModelMetadata(
+        labels=labels,
+        input_shape=list(spec.shape),
+        architecture=architecture,
+        params=int(model.count_params()),
+        preprocessing={**preprocessing.DESCRIPTION, "input_shape": list(spec.shape)},
+        training=training,
+        dataset=dataset,
+        metrics=metrics,
+        versions=library_versions(),
+        model_sha256=file_sha256(model_path),
+    )
+    write_metadata(metadata, metadata_path_for(model_path))
+    log.info("wrote %s and %s", model_path, metadata_path_for(model_path))
+    return model_path
+
+
 def save_model(
     model: keras.Model,
     config: RunConfig,
@@ -109,28 +132,15 @@ def save_model(
     training: dict[str, Any],
 ) -> Path:
     """Write ``NAME.h5`` (full model), ``NAME.weights.h5`` and the metadata ``NAME.json``."""
-    config.out_dir.mkdir(parents=True, exist_ok=True)
-    model_path = config.out_dir / f"{config.name}.h5"
-    # An uncompiled view of the same layers: the files hold the weights, not Adam's state (3x the size).
-    export = keras.Model(model.input, model.output, name=model.name)
-    export.save(model_path)
-    export.save_weights(config.out_dir / f"{config.name}.weights.h5")
-    spec = InputSpec.from_shape(model.input_shape)
-    metadata = ModelMetadata(
+    return export_model(
+        model,
+        config.out_dir / f"{config.name}.h5",
         labels=dataset.class_names,
-        input_shape=list(spec.shape),
         architecture=config.architecture.name,
-        params=int(model.count_params()),
-        preprocessing={**preprocessing.DESCRIPTION, "input_shape": list(spec.shape)},
         training=training,
         dataset=_dataset_info(dataset, groups, config.data_name),
         metrics=metrics,
-        versions=library_versions(),
-        model_sha256=file_sha256(model_path),
     )
-    write_metadata(metadata, metadata_path_for(model_path))
-    log.info("wrote %s and %s", model_path, metadata_path_for(model_path))
-    return model_path
 
 
 def _fit(
@@ -212,7 +222,7 @@ def run_cross_validation(config: RunConfig, dataset: Dataset, groups: np.ndarray
     fold_of = np.full(len(x), -1)
     per_fold: list[dict[str, Any]] = []
     started = time.perf_counter()
-    x_jpeg = preprocessing.batch_to_model_input(jpeg_round_trip(dataset.images, JPEG_QUALITY), spec)
+    x_jpeg = preprocessing.batch_to_model_input([jpeg(JPEG_QUALITY)(image) for image in dataset.images], spec)
     oof_jpeg = np.zeros_like(oof)
     splits = list(subject_kfold(labels, groups, folds=config.folds, seed=config.seed))
     for k, split in enumerate(splits[: config.max_folds]):
