@@ -7,9 +7,9 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
-from app.inference import ModelLoadError, load_model
-from app.observability import configure_logging
-from app.settings import get_settings
+from app.api.observability import configure_logging
+from app.core.config import get_settings
+from app.core.inference import ModelLoadError, load_model
 
 
 def main() -> int:

@@ -20,20 +20,8 @@ from fastapi.security import APIKeyHeader
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.batching import DynamicBatcher
-from app.errors import (
-    NotReadyError,
-    OverloadedError,
-    ServiceError,
-    TooManyFilesError,
-    UnauthorizedError,
-    UploadTooLargeError,
-)
-from app.faces import FaceDetector
-from app.inference import LoadedModel, load_model
-from app.observability import RequestContextMiddleware
-from app.pipeline import Classifier
-from app.schemas import (
+from app.api.observability import RequestContextMiddleware
+from app.api.schemas import (
     BatchItem,
     BatchResponse,
     ErrorDetail,
@@ -43,8 +31,20 @@ from app.schemas import (
     PredictResponse,
     ReadyResponse,
 )
-from app.settings import FaceMode, Settings, get_settings
-from app.uploads import MULTIPART_OVERHEAD, BodyLimitMiddleware, files_in, read_form
+from app.api.uploads import MULTIPART_OVERHEAD, BodyLimitMiddleware, files_in, read_form
+from app.core.batching import DynamicBatcher
+from app.core.config import FaceMode, Settings, get_settings
+from app.core.errors import (
+    NotReadyError,
+    OverloadedError,
+    ServiceError,
+    TooManyFilesError,
+    UnauthorizedError,
+    UploadTooLargeError,
+)
+from app.core.faces import FaceDetector
+from app.core.inference import LoadedModel, load_model
+from app.core.pipeline import Classifier
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from app.preprocessing import InputSpec
+from app.core.preprocessing import InputSpec
 
 
 def _load(target: str) -> tuple[keras.Model, str]:

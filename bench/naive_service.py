@@ -4,7 +4,7 @@
 
 What most FastAPI + Keras tutorials write: an ``async`` route that takes an ``UploadFile``, decodes
 it with Pillow, preprocesses it and calls ``model.predict(x[None])`` once per request, on the event
-loop. Same model file, same preprocessing (``app.preprocessing.to_model_input``) and, unless
+loop. Same model file, same preprocessing (``app.core.preprocessing.to_model_input``) and, unless
 ``?faces=off``, the same Haar face detector as the service, so the benchmark compares serving
 strategies, not different work. Nothing is batched, nothing leaves the event loop, there is no queue
 bound and no limit on upload size: that is the point of the baseline.
@@ -24,8 +24,8 @@ import numpy as np
 from fastapi import FastAPI, File, UploadFile
 from PIL import Image, ImageOps
 
-from app.faces import FaceDetector, crop
-from app.preprocessing import InputSpec, to_model_input
+from app.core.faces import FaceDetector, crop
+from app.core.preprocessing import InputSpec, to_model_input
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.errors import ImageError
-from app.imaging import decode_image
+from app.core.errors import ImageError
+from app.core.imaging import decode_image
 
 log = logging.getLogger(__name__)
 

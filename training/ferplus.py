@@ -20,8 +20,8 @@ from typing import Literal
 
 import numpy as np
 
-from app.errors import ImageError
-from app.imaging import decode_image
+from app.core.errors import ImageError
+from app.core.imaging import decode_image
 
 log = logging.getLogger(__name__)
 

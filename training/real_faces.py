@@ -33,8 +33,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from app import preprocessing
-from app.preprocessing import InputSpec
+from app.core import preprocessing
+from app.core.preprocessing import InputSpec
 from training.architectures import Architecture
 from training.augment import augment_web_batch, random_jpeg, web_photo_augmenter
 from training.calibration import (

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from app.imaging import decode_image
+from app.core.imaging import decode_image
 
 Perturbation = Callable[[np.ndarray], np.ndarray]
 

@@ -16,9 +16,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from app import preprocessing
-from app.model_metadata import ModelMetadata, file_sha256, metadata_path_for, write_metadata
-from app.preprocessing import InputSpec
+from app.core import preprocessing
+from app.core.model_metadata import ModelMetadata, file_sha256, metadata_path_for, write_metadata
+from app.core.preprocessing import InputSpec
 from training.architectures import Architecture, Recipe
 from training.calibration import (
     ECE_BINS,

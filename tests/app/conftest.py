@@ -16,9 +16,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from app.inference import LoadedModel, load_model
+from app.core.config import DEFAULT_MODEL_PATH, Settings
+from app.core.inference import LoadedModel, load_model
 from app.main import create_app
-from app.settings import DEFAULT_MODEL_PATH, Settings
 
 MODEL_PATH = DEFAULT_MODEL_PATH
 

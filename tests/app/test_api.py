@@ -28,12 +28,12 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, ImageOps
 
-from app.errors import OverloadedError
-from app.imaging import decode_image
-from app.inference import LoadedModel, ModelLoadError, load_model
+from app.core.config import Settings
+from app.core.errors import OverloadedError
+from app.core.imaging import decode_image
+from app.core.inference import LoadedModel, ModelLoadError, load_model
+from app.core.preprocessing import batch_to_model_input
 from app.main import create_app
-from app.preprocessing import batch_to_model_input
-from app.settings import Settings
 from tests.app.asgi import http_scope
 from tests.app.conftest import (
     API_KEY,
@@ -801,7 +801,7 @@ def test_docs_page_uses_only_local_assets(client: TestClient) -> None:
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from app.settings import DEFAULT_MODEL_PATH, Settings
+    from app.core.config import DEFAULT_MODEL_PATH, Settings
 
     for name in list(os.environ):
         if name.startswith("EMOTION_"):

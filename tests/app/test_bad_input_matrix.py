@@ -28,8 +28,8 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, PngImagePlugin
 
+from app.api.observability import JsonFormatter
 from app.main import create_app
-from app.observability import JsonFormatter
 from tests.app.asgi import http_scope
 from tests.app.conftest import (
     LIMITED_BATCH_FILES,

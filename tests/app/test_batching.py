@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from app.batching import DynamicBatcher
-from app.errors import NotReadyError, OverloadedError
+from app.core.batching import DynamicBatcher
+from app.core.errors import NotReadyError, OverloadedError
 
 
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:

@@ -10,14 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.errors import (
+from app.core.errors import (
     EmptyImageError,
     ImageDecodeError,
     ImageError,
     ImageTooLargeError,
     UnsupportedImageTypeError,
 )
-from app.imaging import decode_image, sniff_format
+from app.core.imaging import decode_image, sniff_format
 
 MAX_PIXELS = 1_000_000
 

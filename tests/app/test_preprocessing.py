@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.preprocessing import InputSpec, batch_to_model_input, to_model_input
+from app.core.preprocessing import InputSpec, batch_to_model_input, to_model_input
 
 
 def random_gray(height: int = 40, width: int = 50, seed: int = 0) -> np.ndarray:

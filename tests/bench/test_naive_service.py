@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from app.imaging import decode_image
-from app.inference import load_model
-from app.preprocessing import to_model_input
-from app.settings import DEFAULT_MODEL_PATH
+from app.core.config import DEFAULT_MODEL_PATH
+from app.core.imaging import decode_image
+from app.core.inference import load_model
+from app.core.preprocessing import to_model_input
 
 
 @pytest.fixture(scope="module")

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import yaml
 
+from app.api.uploads import MULTIPART_OVERHEAD
+from app.core.config import Settings
 from app.main import create_app
-from app.settings import Settings
-from app.uploads import MULTIPART_OVERHEAD
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = REPO_ROOT / "docker-compose.yml"

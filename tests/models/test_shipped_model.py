@@ -10,11 +10,11 @@ import keras
 import numpy as np
 import pytest
 
-from app.imaging import decode_image
-from app.inference import LoadedModel, load_model
-from app.model_metadata import ModelMetadata, file_sha256, read_metadata
-from app.preprocessing import to_model_input
-from app.settings import DEFAULT_MODEL_PATH
+from app.core.config import DEFAULT_MODEL_PATH
+from app.core.imaging import decode_image
+from app.core.inference import LoadedModel, load_model
+from app.core.model_metadata import ModelMetadata, file_sha256, read_metadata
+from app.core.preprocessing import to_model_input
 from training.architectures import Recipe, get_architecture
 
 EMOTIONS = ["anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise"]

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from keras import layers
 
-from app.model_metadata import read_metadata
-from app.preprocessing import InputSpec, batch_to_model_input
+from app.core.model_metadata import read_metadata
+from app.core.preprocessing import InputSpec, batch_to_model_input
 from tests.training.builders import write_class_folders
 from training.__main__ import main
 from training.architectures import ARCHITECTURES, Architecture, Recipe, register

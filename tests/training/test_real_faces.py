@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from app.preprocessing import InputSpec
+from app.core.preprocessing import InputSpec
 from tests.training.builders import write_class_folders
 from training.architectures import Architecture, _compact
 from training.calibration import expected_calibration_error

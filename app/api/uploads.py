@@ -14,7 +14,7 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.errors import (
+from app.core.errors import (
     ClientDisconnectedError,
     MissingFileError,
     NotMultipartError,

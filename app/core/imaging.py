@@ -14,7 +14,7 @@ import io
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from app.errors import EmptyImageError, ImageDecodeError, ImageTooLargeError, UnsupportedImageTypeError
+from app.core.errors import EmptyImageError, ImageDecodeError, ImageTooLargeError, UnsupportedImageTypeError
 
 SUPPORTED_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "TIFF", "GIF")
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError, MemoryError)
@@ -74,7 +74,7 @@ def _open(data: bytes) -> Image.Image:
 def decode_image(data: bytes, *, max_pixels: int) -> np.ndarray:
     """Decode one uploaded file to a uint8 gray or RGB array, EXIF orientation applied.
 
-    Raises an :class:`~app.errors.ImageError` subclass naming the problem: empty, unsupported type,
+    Raises an :class:`~app.core.errors.ImageError` subclass naming the problem: empty, unsupported type,
     undecodable or truncated, or more than ``max_pixels`` pixels (checked from the header).
     """
     image = _open(data)

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from app.model_metadata import ModelMetadata, file_sha256, metadata_path_for, read_metadata
-from app.preprocessing import InputSpec
+from app.core.model_metadata import ModelMetadata, file_sha256, metadata_path_for, read_metadata
+from app.core.preprocessing import InputSpec
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 log = logging.getLogger(__name__)

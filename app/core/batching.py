@@ -16,12 +16,12 @@ Batching policy ("continuous" batching):
   when the announced callers have all arrived (or gave up), or when :meth:`DynamicBatcher.stop` is
   called.
 * The queue is bounded: with ``max_queue`` inputs already waiting, :meth:`DynamicBatcher.predict` raises
-  :class:`~app.errors.OverloadedError` (503, ``Retry-After: 1``) at once instead of letting latency grow.
+  :class:`~app.core.errors.OverloadedError` (503, ``Retry-After: 1``) at once instead of letting latency grow.
 * Row ``i`` of the output goes to the ``i``-th caller of the batch. If ``run_batch`` raises, or returns
   a number of rows other than the batch size (:class:`RuntimeError`), exactly that batch's callers get
   the error; the worker goes on with the next batch. A caller cancelled while queued is dropped from
   the queue; one cancelled in flight has its row discarded.
-* :meth:`DynamicBatcher.stop` refuses new work (:class:`~app.errors.NotReadyError`), answers every
+* :meth:`DynamicBatcher.stop` refuses new work (:class:`~app.core.errors.NotReadyError`), answers every
   request already queued or in flight, then ends the worker thread.
 
 All methods are meant to be called from the event loop the batcher was started on.
@@ -39,7 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.errors import NotReadyError, OverloadedError
+from app.core.errors import NotReadyError, OverloadedError
 
 RETRY_AFTER = {"Retry-After": "1"}
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from app.preprocessing import InputSpec
+from app.core.preprocessing import InputSpec
 
 
 class ModelMetadata(BaseModel):

@@ -10,12 +10,12 @@ from functools import partial
 import anyio
 import numpy as np
 
-from app.batching import DynamicBatcher
-from app.faces import Box, FaceDetector, crop
-from app.imaging import decode_image
-from app.preprocessing import InputSpec, to_model_input
-from app.schemas import FaceBox, FacePrediction, PredictResponse, Timing
-from app.settings import FaceMode
+from app.api.schemas import FaceBox, FacePrediction, PredictResponse, Timing
+from app.core.batching import DynamicBatcher
+from app.core.config import FaceMode
+from app.core.faces import Box, FaceDetector, crop
+from app.core.imaging import decode_image
+from app.core.preprocessing import InputSpec, to_model_input
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""The HTTP layer: routes, dependencies, schemas, error handlers, middleware (FastAPI and Starlette)."""
