@@ -33,7 +33,7 @@ from app.api.schemas import (
 )
 from app.api.uploads import MULTIPART_OVERHEAD, BodyLimitMiddleware, files_in, read_form
 from app.core.batching import DynamicBatcher
-from app.core.config import FaceMode, Settings, get_settings
+from app.core.config import Settings, get_settings
 from app.core.errors import (
     NotReadyError,
     OverloadedError,
@@ -42,7 +42,7 @@ from app.core.errors import (
     UnauthorizedError,
     UploadTooLargeError,
 )
-from app.core.faces import FaceDetector
+from app.core.faces import FaceDetector, FaceMode
 from app.core.inference import LoadedModel, load_model
 from app.core.pipeline import Classifier
 
@@ -285,7 +285,9 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
         finally:
             await form.close()
         _check_size(data, settings)
-        return await classifier.classify(data, faces or settings.face_detection)
+        return PredictResponse.from_classification(
+            await classifier.classify(data, faces or settings.face_detection)
+        )
 
     @app.post(
         "/predict/batch",
@@ -317,7 +319,8 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
         async def one(name: str | None, data: bytes) -> BatchItem:
             try:
                 _check_size(data, settings)
-                return BatchItem(filename=name, ok=True, result=await classifier.classify(data, mode))
+                result = PredictResponse.from_classification(await classifier.classify(data, mode))
+                return BatchItem(filename=name, ok=True, result=result)
             except (NotReadyError, OverloadedError):
                 raise  # the service's state, not the file's: the whole request gets the 503
             except ServiceError as exc:

@@ -1,10 +1,16 @@
-"""Pydantic models of every response (requests are multipart uploads, described in the routes)."""
+"""Pydantic models of every response (requests are multipart uploads, described in the routes).
+
+The core answers with plain dataclasses; ``from_*`` constructors shape them into these models.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from app.core.faces import FaceMode
+from app.core.pipeline import Classification, FaceResult
 
 EXAMPLE_PROBABILITIES = {
     "anger": 0.004,
@@ -45,6 +51,16 @@ class FacePrediction(BaseModel):
         examples=[EXAMPLE_PROBABILITIES],
     )
 
+    @classmethod
+    def from_face(cls, face: FaceResult) -> FacePrediction:
+        box = face.box
+        return cls(
+            box=None if box is None else FaceBox(x=box.x, y=box.y, width=box.width, height=box.height),
+            emotion=face.emotion,
+            confidence=face.confidence,
+            probabilities=face.probabilities,
+        )
+
 
 class Timing(BaseModel):
     decode_ms: float = Field(description="Decoding, face detection and preprocessing")
@@ -71,7 +87,7 @@ class PredictResponse(FacePrediction):
         }
     )
 
-    face_detection: Literal["largest", "all", "off"] = Field(description="The face handling used")
+    face_detection: FaceMode = Field(description="The face handling used")
     face_found: bool = Field(description="False: no face was found (or detection was off): whole image used")
     faces: list[FacePrediction] | None = Field(
         None,
@@ -79,6 +95,20 @@ class PredictResponse(FacePrediction):
     )
     model_id: str = Field(description="Model file stem and the start of its SHA-256")
     timing: Timing
+
+    @classmethod
+    def from_classification(cls, result: Classification) -> PredictResponse:
+        faces = [FacePrediction.from_face(face) for face in result.faces]
+        return cls(
+            **faces[0].model_dump(),
+            face_detection=result.mode,
+            face_found=result.face_found,
+            faces=faces if result.mode == "all" else None,
+            model_id=result.model_id,
+            timing=Timing(
+                decode_ms=result.decode_ms, inference_ms=result.inference_ms, total_ms=result.total_ms
+            ),
+        )
 
 
 class BatchItem(BaseModel):

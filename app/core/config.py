@@ -9,10 +9,10 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.core.faces import FaceMode
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "emotion_cnn.h5"
-
-FaceMode = Literal["largest", "all", "off"]
 
 
 class Settings(BaseSettings):

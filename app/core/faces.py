@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
+
+# Which faces of an image are classified: the largest, every one, or none (the whole image).
+FaceMode = Literal["largest", "all", "off"]
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 _DETECT_SIDE = 320  # larger images are shrunk to this longest side for detection

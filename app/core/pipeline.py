@@ -10,12 +10,33 @@ from functools import partial
 import anyio
 import numpy as np
 
-from app.api.schemas import FaceBox, FacePrediction, PredictResponse, Timing
 from app.core.batching import DynamicBatcher
-from app.core.config import FaceMode
-from app.core.faces import Box, FaceDetector, crop
+from app.core.faces import Box, FaceDetector, FaceMode, crop
 from app.core.imaging import decode_image
 from app.core.preprocessing import InputSpec, to_model_input
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One classified region: a face, or the whole image when ``box`` is None."""
+
+    box: Box | None
+    emotion: str  # the most probable label
+    confidence: float  # its probability
+    probabilities: dict[str, float]  # every label's, in the model's label order; they sum to 1
+
+
+@dataclass(frozen=True)
+class Classification:
+    """What :meth:`Classifier.classify` found in one upload."""
+
+    faces: list[FaceResult]  # largest first; one (the largest face or the whole image) unless mode is "all"
+    mode: FaceMode
+    face_found: bool  # False: no face was found (or detection was off) and the whole image was used
+    model_id: str
+    decode_ms: float  # decoding, face detection and preprocessing
+    inference_ms: float  # waiting for and running the model
+    total_ms: float
 
 
 @dataclass(frozen=True)
@@ -54,16 +75,16 @@ class Classifier:
     # Uploads being decoded at once: a few large photos at a time, not one per waiting request.
     decoders: anyio.CapacityLimiter
 
-    def _face(self, box: Box | None, row: np.ndarray) -> FacePrediction:
+    def _face(self, box: Box | None, row: np.ndarray) -> FaceResult:
         top = int(np.argmax(row))
-        return FacePrediction(
-            box=None if box is None else FaceBox(x=box.x, y=box.y, width=box.width, height=box.height),
+        return FaceResult(
+            box=box,
             emotion=self.labels[top],
             confidence=float(row[top]),
             probabilities={label: float(p) for label, p in zip(self.labels, row, strict=True)},
         )
 
-    async def classify(self, data: bytes, mode: FaceMode) -> PredictResponse:
+    async def classify(self, data: bytes, mode: FaceMode) -> Classification:
         started = time.perf_counter()
         work = partial(
             prepare,
@@ -79,16 +100,12 @@ class Classifier:
         decoded = time.perf_counter()
         rows = await asyncio.gather(*(self.engine.predict(x) for _, x in prepared.regions))
         done = time.perf_counter()
-        faces = [self._face(box, row) for (box, _), row in zip(prepared.regions, rows, strict=True)]
-        return PredictResponse(
-            **faces[0].model_dump(),
-            face_detection=mode,
+        return Classification(
+            faces=[self._face(box, row) for (box, _), row in zip(prepared.regions, rows, strict=True)],
+            mode=mode,
             face_found=prepared.face_found,
-            faces=faces if mode == "all" else None,
             model_id=self.model_id,
-            timing=Timing(
-                decode_ms=round((decoded - started) * 1000, 3),
-                inference_ms=round((done - decoded) * 1000, 3),
-                total_ms=round((done - started) * 1000, 3),
-            ),
+            decode_ms=round((decoded - started) * 1000, 3),
+            inference_ms=round((done - decoded) * 1000, 3),
+            total_ms=round((done - started) * 1000, 3),
         )
