@@ -20,6 +20,7 @@ from fastapi.security import APIKeyHeader
 from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.api.errors import TooManyFilesError, UnauthorizedError, UploadTooLargeError
 from app.api.observability import RequestContextMiddleware
 from app.api.schemas import (
     BatchItem,
@@ -34,14 +35,7 @@ from app.api.schemas import (
 from app.api.uploads import MULTIPART_OVERHEAD, BodyLimitMiddleware, files_in, read_form
 from app.core.batching import DynamicBatcher
 from app.core.config import Settings, get_settings
-from app.core.errors import (
-    NotReadyError,
-    OverloadedError,
-    ServiceError,
-    TooManyFilesError,
-    UnauthorizedError,
-    UploadTooLargeError,
-)
+from app.core.errors import NotReadyError, OverloadedError, ServiceError
 from app.core.faces import FaceDetector, FaceMode
 from app.core.inference import LoadedModel, load_model
 from app.core.pipeline import Classifier
