@@ -1,0 +1,45 @@
+"""What the OpenAPI schema says that FastAPI cannot infer: the description, error answers, upload bodies."""
+
+from typing import Any
+
+from app.api.schemas import ErrorResponse
+
+DESCRIPTION = """
+Upload a face photo, get the probability of each of seven emotions
+(anger, contempt, disgust, fear, happy, sadness, surprise).
+
+Faces are found with OpenCV; the largest is classified unless `faces=all` or `faces=off` is asked.
+Errors are JSON `{"error": {"code", "message", "request_id"}}` with a stable `code`.
+"""
+
+# The part's declared type is documentation only: the format is sniffed from the bytes.
+IMAGE_MEDIA_TYPES = "image/jpeg, image/png, image/gif, image/webp, image/bmp, image/tiff"
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        status: {"model": ErrorResponse, "description": "Error with a stable code"} for status in statuses
+    }
+
+
+def multipart_body(*, max_files: int | None = None) -> dict[str, Any]:
+    """The ``openapi_extra`` of an upload route: one ``file`` field, or up to ``max_files`` of them."""
+    file_schema: dict[str, Any] = {"type": "string", "format": "binary"}
+    if max_files is not None:
+        file_schema = {"type": "array", "items": file_schema, "minItems": 1, "maxItems": max_files}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {"file": file_schema},
+                        "additionalProperties": False,  # other fields: 422 unexpected_field
+                    },
+                    "encoding": {"file": {"contentType": IMAGE_MEDIA_TYPES}},
+                }
+            },
+        }
+    }
