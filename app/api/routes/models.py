@@ -29,11 +29,11 @@ async def model_info(service: Service) -> ModelInfo:
 
 
 def add_routes(router: APIRouter, settings: Settings) -> None:
+    """The response model is the return type."""
     router.add_api_route(
         "/model",
         model_info,
         methods=["GET"],
-        response_model=ModelInfo,
         tags=["model"],
         dependencies=api_key_dependencies(settings),
         responses=error_responses(401, 503),

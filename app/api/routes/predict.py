@@ -5,15 +5,19 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
 
 from app.api.deps import FacesOption, Service, api_key_dependencies
-from app.api.errors import TooManyFilesError, UploadTooLargeError
 from app.api.openapi import error_responses, multipart_body
 from app.api.schemas import BatchItem, BatchResponse, ErrorDetail, PredictResponse
 from app.api.uploads import MULTIPART_OVERHEAD, files_in, read_form
 from app.core.config import Settings
-from app.core.errors import NotReadyError, OverloadedError, ServiceError
+from app.core.errors import (
+    NotReadyError,
+    OverloadedError,
+    ServiceError,
+    TooManyFilesError,
+    UploadTooLargeError,
+)
 
 PREDICT = "/predict"
 PREDICT_BATCH = "/predict/batch"
@@ -75,14 +79,13 @@ def _check_size(data: bytes, max_upload_bytes: int) -> None:
 
 
 def add_routes(router: APIRouter, settings: Settings) -> None:
-    def upload_route(
-        path: str, endpoint: Callable[..., Any], response_model: type[BaseModel], summary: str, **body: Any
-    ) -> None:
+    """The response models are the return types."""
+
+    def upload_route(path: str, endpoint: Callable[..., Any], summary: str, **body: Any) -> None:
         router.add_api_route(
             path,
             endpoint,
             methods=["POST"],
-            response_model=response_model,
             tags=["predict"],
             dependencies=api_key_dependencies(settings),
             openapi_extra=multipart_body(**body),
@@ -90,12 +93,11 @@ def add_routes(router: APIRouter, settings: Settings) -> None:
             summary=summary,
         )
 
-    upload_route(PREDICT, predict, PredictResponse, "Emotion probabilities for one image")
+    upload_route(PREDICT, predict, "Emotion probabilities for one image")
     # The batch route's schema states the configured most files per request.
     upload_route(
         PREDICT_BATCH,
         predict_batch,
-        BatchResponse,
         "Emotion probabilities for several images (one result per file)",
         max_files=settings.max_batch_files,
     )
