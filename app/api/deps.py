@@ -6,9 +6,9 @@ from typing import Annotated, Any
 from fastapi import Depends, Query, Request
 from fastapi.security import APIKeyHeader
 
-from app.api.errors import UnauthorizedError
 from app.api.state import ServiceState
 from app.core.config import Settings
+from app.core.errors import UnauthorizedError
 from app.core.faces import FaceMode
 
 

@@ -14,18 +14,23 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import ClientDisconnect, Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.api.errors import (
+from app.core.errors import (
     ClientDisconnectedError,
-    InvalidMultipartError,
     MissingFileError,
     NotMultipartError,
     RequestTimeoutError,
+    ServiceError,
     TooManyFilesError,
     UnexpectedFieldError,
     UploadTooLargeError,
 )
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file bytes
+
+
+class InvalidMultipartError(ServiceError):
+    status_code = 400
+    code = "invalid_multipart"
 
 
 class BodyLimitMiddleware:

@@ -1,9 +1,8 @@
-"""Errors of the domain: an HTTP status, a stable machine-readable code and a message.
+"""Errors the service answers with: an HTTP status, a stable machine-readable code and a message.
 
-Every failure a client can cause is a :class:`ServiceError`; the code strings are part of the API
-contract. These are the ones the core raises (an unusable image, a model that is not ready or is
-overloaded); the request-level ones (multipart, limits, keys) are in ``app.api.errors``. The status
-and headers are plain data here: ``app.api.error_handlers`` turns any of them into the JSON answer.
+Every failure a client can cause is one of these; the code strings are part of the API contract.
+One catalogue for the whole service: the core raises the image and capacity errors, ``app.api`` the
+request-level ones (multipart, limits, keys), and ``app.api.error_handlers`` renders them all.
 """
 
 from __future__ import annotations
@@ -46,6 +45,26 @@ class ImageTooLargeError(ImageError):
     code = "image_too_large"
 
 
+class UploadTooLargeError(ServiceError):
+    status_code = 413
+    code = "upload_too_large"
+
+
+class NotMultipartError(ServiceError):
+    status_code = 415
+    code = "expected_multipart"
+
+
+class MissingFileError(ServiceError):
+    status_code = 422
+    code = "missing_file"
+
+
+class TooManyFilesError(ServiceError):
+    status_code = 422
+    code = "too_many_files"
+
+
 class NotReadyError(ServiceError):
     status_code = 503
     code = "not_ready"
@@ -54,3 +73,25 @@ class NotReadyError(ServiceError):
 class OverloadedError(ServiceError):
     status_code = 503
     code = "overloaded"
+
+
+class UnauthorizedError(ServiceError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class UnexpectedFieldError(ServiceError):
+    status_code = 422
+    code = "unexpected_field"
+
+
+class RequestTimeoutError(ServiceError):
+    status_code = 408
+    code = "request_timeout"
+
+
+class ClientDisconnectedError(ServiceError):
+    """The client went away before its request body was complete (logged; nobody reads the answer)."""
+
+    status_code = 400
+    code = "client_disconnected"

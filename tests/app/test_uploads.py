@@ -9,8 +9,8 @@ import pytest
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
-from app.api.errors import ClientDisconnectedError, InvalidMultipartError
-from app.api.uploads import read_form
+from app.api.uploads import InvalidMultipartError, read_form
+from app.core.errors import ClientDisconnectedError
 from tests.app.asgi import http_scope
 
 CONTENT_TYPE = (b"content-type", b"multipart/form-data; boundary=B")
