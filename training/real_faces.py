@@ -43,7 +43,7 @@ from training.calibration import (
     fit_temperature,
     softmax_with_temperature,
 )
-from training.evaluate import classification_metrics, plot_confusion_matrix
+from training.evaluate import classification_metrics, plot_confusion_matrix, plot_history
 from training.ferplus import VoteDataset, load_ferplus
 from training.fit import with_temperature
 from training.robustness import PERTURBATIONS
@@ -430,6 +430,15 @@ def run_cv(args) -> int:
     return 0
 
 
+def base_log(path: Path) -> dict[str, list[float]]:
+    """Every epoch of the base training (the CSV log survives resumed runs; one call's history does not)."""
+    import csv
+
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return {key: [float(row[key]) for row in rows] for key in rows[0] if key != "epoch"}
+
+
 def cross_fitted_ece(logits: np.ndarray, labels: np.ndarray, parts: int = 2) -> float:
     """ECE after temperature scaling, each part scaled by a temperature fitted on the other parts."""
     part_of = np.arange(len(labels)) % parts
@@ -480,6 +489,7 @@ def run_final(args) -> int:
         raise SystemExit(f"error: {cv_path} is missing; run the cv stage first")
     cv = json.loads(cv_path.read_text(encoding="utf-8"))
     base_summary = json.loads((args.out / "base-summary.json").read_text(encoding="utf-8"))
+    base_history = base_log(args.out / "base-log.csv")
     started = time.perf_counter()
     model8 = fine_tune(
         arch,
@@ -554,8 +564,13 @@ def run_final(args) -> int:
     }
     training = {
         "recipe": "python -m training.real_faces base|cv|final (make train-real)",
-        "base": {k: v for k, v in base_summary.items() if k != "history"},
-        "base_history": base_summary.get("history", {}),
+        "base": {
+            **{k: v for k, v in base_summary.items() if k != "history"},
+            "epochs_run": len(base_history["loss"]),
+            "best_epoch": int(np.argmax(base_history["val_accuracy"])) + 1,
+            "best_val_accuracy": max(base_history["val_accuracy"]),
+        },
+        "base_history": base_history,
         "fine_tune": {
             **dataclasses.asdict(_fine_tune_recipe(args)),
             "wall_seconds": round(wall, 1),
@@ -602,6 +617,9 @@ def run_final(args) -> int:
             f"{title}: {metrics['accuracy']:.4f}",
             args.models / f"{stem}.ferplus-confusion.png",
         )
+    plot_history(
+        base_history, f"{arch.name} on FER+ (valid: 8-way accuracy)", args.models / f"{args.name}.curves.png"
+    )
     plot_confusion_matrix(
         cv["pooled"]["confusion_matrix"],
         EMOTIONS,
@@ -632,7 +650,7 @@ def _parser():
     parser.add_argument("--ckplus", type=Path, default=Path("../shared/data/CK+48"))
     parser.add_argument("--arch", default="fer-s2")
     parser.add_argument("--out", type=Path, default=Path("runs/real"), help="work folder (checkpoints, logs)")
-    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--epochs", type=int, default=24)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
     parser.add_argument("--patience", type=int, default=8, help="epochs without a better FER+ valid accuracy")
