@@ -586,14 +586,15 @@ def run_final(args) -> int:
         },
     }
     training = {
-        "recipe": "python -m training.real_faces base|cv|final (make train-real)",
+        "recipe": "python -m training.real_faces base|cv|final (make train-default)",
+        "protocol": "FER+ train, epoch and temperature chosen on FER+ valid; CK+48 10-fold subject CV",
         "base": {
             **{k: v for k, v in base_summary.items() if k != "history"},
             "epochs_run": len(base_history["loss"]),
             "best_epoch": int(np.argmax(base_history["val_accuracy"])) + 1,
             "best_val_accuracy": max(base_history["val_accuracy"]),
         },
-        "base_history": base_history,
+        "history": base_history,
         "fine_tune": {
             **dataclasses.asdict(_fine_tune_recipe(args)),
             "wall_seconds": round(wall, 1),
