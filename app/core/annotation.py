@@ -45,7 +45,7 @@ def draw_faces(image: np.ndarray, faces: Sequence[FaceResult]) -> np.ndarray:
     """
     canvas = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else image.copy()
     height, width = canvas.shape[:2]
-    thickness = max(1, round(min(height, width) / 160))
+    thickness = max(2, round(min(height, width) / 160))
     font_scale = max(0.35, min(height, width) / 600)
     for rank, face in enumerate(faces):
         color = PALETTE[rank % len(PALETTE)]
@@ -54,7 +54,7 @@ def draw_faces(image: np.ndarray, faces: Sequence[FaceResult]) -> np.ndarray:
             continue
         box = face.box
         top_left, bottom_right = (box.x, box.y), (box.x + box.width - 1, box.y + box.height - 1)
-        cv2.rectangle(canvas, top_left, bottom_right, color, thickness, lineType=cv2.LINE_AA)
+        cv2.rectangle(canvas, top_left, bottom_right, color, thickness)  # crisp: no blending
         _draw_label(canvas, label_text(face), top_left, color, font_scale, below=False)
     return canvas
 
