@@ -66,9 +66,7 @@ def test_every_face_is_drawn_with_faces_all(client: TestClient, anger_photo: byt
     data = two_faces(anger_photo)
     response = annotate(client, data, faces="all")
     assert response.status_code == 200 and response.headers["x-face-count"] == "2"
-    boxes = [
-        face["box"] for face in client.post("/predict?faces=all", files=file_part(data)).json()["faces"]
-    ]
+    boxes = [face["box"] for face in client.post("/predict?faces=all", files=file_part(data)).json()["faces"]]
     drawn = decoded(response.content)
     for rank, box in enumerate(boxes):
         left_side = drawn[box["y"] + 5 : box["y"] + box["height"] - 5, box["x"]]
