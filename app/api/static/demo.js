@@ -207,6 +207,7 @@
 
   ui.file.addEventListener("change", () => {
     const [file] = ui.file.files;
+    ui.file.value = ""; // picking the same file again is a new change
     if (file) classify(file, file.name);
   });
 
