@@ -66,7 +66,7 @@ def upload(driver: WebDriver, image: Path) -> str:
 
 def screenshot_demo(url: str, image: Path, out: Path, colors: int = 128) -> None:
     """The demo page with ``image`` classified, saved as a small palette PNG."""
-    driver = chromium(width=1100, height=640)
+    driver = chromium(width=1200, height=660)
     try:
         driver.get(url)
         if upload(driver, image) != "done":

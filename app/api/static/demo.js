@@ -161,7 +161,9 @@
     const svg = "http://www.w3.org/2000/svg";
     ui.overlay.setAttribute("viewBox", `0 0 ${width} ${height}`);
     ui.overlay.setAttribute("preserveAspectRatio", "none");
-    const fontSize = Math.max(12, Math.round(Math.min(width, height) / 22));
+    // Labels about 14 screen pixels high, whatever the image's size on screen.
+    const scale = ui.photo.clientWidth / width || 1;
+    const fontSize = Math.max(8, Math.round(14 / scale));
     ui.overlay.replaceChildren();
     faces.forEach((face, rank) => {
       if (!face.box) return;
