@@ -14,11 +14,18 @@ from fastapi_offline import FastAPIOffline
 from app.api.error_handlers import install_error_handlers
 from app.api.observability import RequestContextMiddleware
 from app.api.openapi import DESCRIPTION
-from app.api.routes import health, models, predict
+from app.api.routes import annotate, demo, health, models, predict
 from app.api.state import ServiceState
 from app.api.uploads import BodyLimitMiddleware
 from app.core.config import Settings, get_settings
 from app.core.inference import LoadedModel, load_model
+
+UPLOAD_ROUTES = (predict, annotate)
+
+
+def body_limits(settings: Settings) -> dict[str, int]:
+    """The most bytes a request body may hold, for each upload route (nginx mirrors them)."""
+    return {path: limit for routes in UPLOAD_ROUTES for path, limit in routes.body_limits(settings).items()}
 
 
 def create_app(settings: Settings | None = None, *, model: LoadedModel | None = None) -> FastAPI:
@@ -46,7 +53,7 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
 
     app.add_middleware(
         BodyLimitMiddleware,
-        limit_for_path=predict.body_limit(settings),
+        limit_for_path=body_limits(settings).get,
         body_timeout_s=settings.body_timeout_s,
     )
     if settings.cors_origins:
@@ -60,7 +67,7 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
 
     # Added to the app's own router, not include_router'd: FastAPI 0.165 nests an included router as
     # one entry of app.routes, and app.routes must list every route (tests and tools read it).
-    for routes in (health, models, predict):
+    for routes in (health, models, predict, annotate, demo):
         routes.add_routes(app.router, settings)
     return app
 

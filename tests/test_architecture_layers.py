@@ -4,6 +4,8 @@
   ``app.main``, ``app.__main__``) nor the settings (``app.core.config``): settings values reach it as
   arguments.
 - ``training`` builds on ``app.core`` only: it never imports the web layer.
+- ``client`` (``emotion-client``) talks to the service over HTTP only: it imports nothing of ``app`` or
+  ``training`` and no TensorFlow, Keras or OpenCV (tests/client/test_imports.py checks the same at run time).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 WEB_FRAMEWORKS = ("fastapi", "fastapi_offline", "starlette", "uvicorn", "python_multipart", "multipart")
 WEB_LAYER = ("app.api", "app.main", "app.__main__")
 SETTINGS = ("app.core.config",)
+SERVICE_SIDE = ("app", "training", "tensorflow", "keras", "cv2")
 
 
 def module_name(path: Path) -> str:
@@ -73,6 +76,10 @@ def test_the_core_imports_neither_the_web_layer_nor_the_settings() -> None:
 
 def test_training_imports_nothing_of_the_web_layer() -> None:
     assert violations("training", WEB_LAYER) == []
+
+
+def test_the_client_imports_nothing_of_the_service_side() -> None:
+    assert violations("client", SERVICE_SIDE) == []
 
 
 @pytest.mark.parametrize(

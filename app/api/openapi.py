@@ -14,12 +14,22 @@ Errors are JSON `{"error": {"code", "message", "request_id"}}` with a stable `co
 
 # The part's declared type is documentation only: the format is sniffed from the bytes.
 IMAGE_MEDIA_TYPES = "image/jpeg, image/png, image/gif, image/webp, image/bmp, image/tiff"
+# The error statuses an upload route can answer (see the README's error table).
+UPLOAD_ERRORS = (400, 401, 408, 413, 415, 422, 503)
 
 
-def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {
-        status: {"model": ErrorResponse, "description": "Error with a stable code"} for status in statuses
-    }
+def error_responses(*statuses: int, json_route: bool = True) -> dict[int | str, dict[str, Any]]:
+    """The JSON error answers of a route. A route whose own answer is not JSON (``json_route=False``:
+    /annotate's JPEG) names the JSON content itself, since FastAPI would file the error model under the
+    route's media type; it refers to the ``ErrorResponse`` schema the JSON routes register."""
+    response: dict[str, Any] = {"model": ErrorResponse, "description": "Error with a stable code"}
+    if not json_route:
+        schema = {"$ref": f"#/components/schemas/{ErrorResponse.__name__}"}
+        response = {
+            "description": response["description"],
+            "content": {"application/json": {"schema": schema}},
+        }
+    return {status: response for status in statuses}
 
 
 def multipart_body(*, max_files: int | None = None) -> dict[str, Any]:
@@ -42,4 +52,15 @@ def multipart_body(*, max_files: int | None = None) -> dict[str, Any]:
                 }
             },
         }
+    }
+
+
+def jpeg_response(description: str, *, headers: dict[str, str]) -> dict[str, Any]:
+    """A 200 answer that is a JPEG image, with the response ``headers`` (name: description) it carries."""
+    return {
+        "description": description,
+        "content": {"image/jpeg": {"schema": {"type": "string", "format": "binary"}}},
+        "headers": {
+            name: {"description": text, "schema": {"type": "string"}} for name, text in headers.items()
+        },
     }

@@ -180,6 +180,32 @@ class _UploadParser(MultiPartParser):
         super().on_headers_finished()
 
 
+def single_upload_limit(max_upload_bytes: int) -> int:
+    """The most bytes a one-file request body may hold (for BodyLimitMiddleware)."""
+    return max_upload_bytes + MULTIPART_OVERHEAD
+
+
+def check_size(data: bytes, max_upload_bytes: int) -> None:
+    """``data`` holds at most the limit + 1 bytes (read_form drops the rest)."""
+    if len(data) > max_upload_bytes:
+        raise UploadTooLargeError(f"the file is larger than the limit of {max_upload_bytes} bytes")
+
+
+async def read_one_file(request: Request, *, max_file_bytes: int) -> bytes:
+    """The bytes of the one ``file`` of a multipart request (``/predict``, ``/annotate``), size checked;
+    422 ``too_many_files`` for more than one."""
+    form = await read_form(request, max_files=1, max_file_bytes=max_file_bytes)
+    try:
+        uploads = files_in(form, "file")
+        if len(uploads) > 1:
+            raise TooManyFilesError(f"{request.url.path} takes one file; send several to /predict/batch")
+        data = await uploads[0].read()
+    finally:
+        await form.close()
+    check_size(data, max_file_bytes)
+    return data
+
+
 def files_in(form: FormData, field: str) -> list[UploadFile]:
     """The files sent in ``field``: 422 ``missing_file`` when there are none, 422 ``unexpected_field``
     when other fields were sent too (e.g. ``faces`` as a form field: it is a query parameter)."""

@@ -1,4 +1,7 @@
-"""From uploaded bytes to a prediction: decode, find the face(s), preprocess, run the model."""
+"""From uploaded bytes to a prediction: decode, find the face(s), preprocess, run the model.
+
+``Classifier.annotate`` also draws the prediction on the image (``app.core.annotation``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from functools import partial
 import anyio
 import numpy as np
 
+from app.core.annotation import annotate_image
 from app.core.batching import DynamicBatcher
 from app.core.faces import Box, FaceDetector, FaceMode, crop
 from app.core.imaging import decode_image
@@ -37,6 +41,14 @@ class Classification:
     decode_ms: float  # decoding, face detection and preprocessing
     inference_ms: float  # waiting for and running the model
     total_ms: float
+
+
+@dataclass(frozen=True)
+class AnnotatedImage:
+    """What :meth:`Classifier.annotate` returns: the classification and the image with it drawn."""
+
+    classification: Classification
+    jpeg: bytes
 
 
 @dataclass(frozen=True)
@@ -109,3 +121,15 @@ class Classifier:
             inference_ms=round((done - decoded) * 1000, 3),
             total_ms=round((done - started) * 1000, 3),
         )
+
+    async def annotate(self, data: bytes, mode: FaceMode) -> AnnotatedImage:
+        """Classify ``data``, then draw the faces and labels on it as a JPEG.
+
+        The upload is decoded a second time to draw, rather than kept decoded while its faces wait for
+        the model: a queued request holds its compressed bytes only, as in :meth:`classify`, and the
+        drawing runs in the same bounded pool of decoding threads.
+        """
+        classification = await self.classify(data, mode)
+        draw = partial(annotate_image, data, classification.faces, max_pixels=self.max_pixels)
+        jpeg = await anyio.to_thread.run_sync(draw, limiter=self.decoders)
+        return AnnotatedImage(classification=classification, jpeg=jpeg)

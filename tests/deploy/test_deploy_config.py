@@ -21,7 +21,7 @@ import yaml
 
 from app.api.uploads import MULTIPART_OVERHEAD
 from app.core.config import Settings
-from app.main import create_app
+from app.main import body_limits, create_app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -128,6 +128,9 @@ def test_nginx_body_limits_match_the_service() -> None:
 
     assert limit_kib("/predict") * 1024 == per_file + MULTIPART_OVERHEAD
     assert limit_kib("/predict/batch") * 1024 == files * (per_file + MULTIPART_OVERHEAD)
+    # Every upload route of the service has its own location with the service's limit.
+    for path, limit in body_limits(Settings(max_upload_bytes=per_file)).items():
+        assert limit_kib(path) * 1024 == limit, path
 
 
 def test_nginx_drops_idle_replica_connections_before_the_replica_does() -> None:

@@ -7,35 +7,25 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from app.api.deps import FacesOption, Service, api_key_dependencies
-from app.api.openapi import error_responses, multipart_body
+from app.api.openapi import UPLOAD_ERRORS, error_responses, multipart_body
 from app.api.schemas import BatchItem, BatchResponse, ErrorDetail, PredictResponse
-from app.api.uploads import MULTIPART_OVERHEAD, files_in, read_form
+from app.api.uploads import check_size, files_in, read_form, read_one_file, single_upload_limit
 from app.core.config import Settings
 from app.core.errors import (
     NotReadyError,
     OverloadedError,
     ServiceError,
     TooManyFilesError,
-    UploadTooLargeError,
 )
 
 PREDICT = "/predict"
 PREDICT_BATCH = "/predict/batch"
-UPLOAD_ERRORS = (400, 401, 408, 413, 415, 422, 503)
 
 
 async def predict(request: Request, service: Service, faces: FacesOption = None) -> PredictResponse:
     settings = service.settings
     classifier = service.require_classifier()
-    form = await read_form(request, max_files=1, max_file_bytes=settings.max_upload_bytes)
-    try:
-        uploads = files_in(form, "file")
-        if len(uploads) > 1:
-            raise TooManyFilesError("/predict takes one file; send several to /predict/batch")
-        data = await uploads[0].read()
-    finally:
-        await form.close()
-    _check_size(data, settings.max_upload_bytes)
+    data = await read_one_file(request, max_file_bytes=settings.max_upload_bytes)
     result = await classifier.classify(data, faces or settings.face_detection)
     return PredictResponse.from_classification(result)
 
@@ -56,7 +46,7 @@ async def predict_batch(request: Request, service: Service, faces: FacesOption =
 
     async def one(name: str | None, data: bytes) -> BatchItem:
         try:
-            _check_size(data, settings.max_upload_bytes)
+            check_size(data, settings.max_upload_bytes)
             result = PredictResponse.from_classification(await classifier.classify(data, mode))
             return BatchItem(filename=name, ok=True, result=result)
         except (NotReadyError, OverloadedError):
@@ -70,12 +60,6 @@ async def predict_batch(request: Request, service: Service, faces: FacesOption =
         if isinstance(outcome, BaseException):
             raise outcome
     return BatchResponse(results=[o for o in outcomes if isinstance(o, BatchItem)])
-
-
-def _check_size(data: bytes, max_upload_bytes: int) -> None:
-    """``data`` holds at most the limit + 1 bytes (read_form drops the rest)."""
-    if len(data) > max_upload_bytes:
-        raise UploadTooLargeError(f"the file is larger than the limit of {max_upload_bytes} bytes")
 
 
 def add_routes(router: APIRouter, settings: Settings) -> None:
@@ -103,8 +87,7 @@ def add_routes(router: APIRouter, settings: Settings) -> None:
     )
 
 
-def body_limit(settings: Settings) -> Callable[[str], int | None]:
-    """The most bytes a request body to a path may hold (for BodyLimitMiddleware); None: no limit here."""
-    per_file = settings.max_upload_bytes + MULTIPART_OVERHEAD
-    limits = {PREDICT: per_file, PREDICT_BATCH: settings.max_batch_files * per_file}
-    return limits.get
+def body_limits(settings: Settings) -> dict[str, int]:
+    """The most bytes a request body to each path may hold (for BodyLimitMiddleware)."""
+    per_file = single_upload_limit(settings.max_upload_bytes)
+    return {PREDICT: per_file, PREDICT_BATCH: settings.max_batch_files * per_file}
