@@ -73,7 +73,8 @@ class LocalNginx:
         (self.workdir / "nginx.conf").write_text(text)
         command = self._command()
         subprocess.run([*command, "-t", "-q"], check=True)
-        subprocess.run(command, check=True)  # daemonizes; stopped with -s quit
+        # Daemonizes; stopped with -s quit. Its access log (stdout in the config) is not needed here.
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

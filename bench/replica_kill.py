@@ -151,7 +151,7 @@ def render(report: Report) -> str:
         )
     errors = report.nginx_upstream_errors
     lines.append(
-        "nginx upstream errors (each a request it sent to another replica): "
+        "nginx upstream errors (a replica failed a request; sent again where the config allows): "
         + (", ".join(f"{n} x {reason}" for reason, n in errors.items()) if errors else "none")
     )
     lines.append("PASS: no request lost" if report.passed else "FAIL: requests were lost")

@@ -66,7 +66,10 @@ def test_no_loss_passes_and_no_requests_does_not() -> None:
     report = summarize([served(0.1), served(5.0)], kill_at_s=1.0, error_log="")
     assert report.passed and report.lost_by_kind == {}
     assert render(report).endswith("PASS: no request lost")
-    assert "nginx upstream errors (each a request it sent to another replica): none" in render(report)
+    assert (
+        "nginx upstream errors (a replica failed a request; sent again where the config allows): none"
+        in render(report)
+    )
     assert not summarize([], kill_at_s=1.0, error_log="").passed
 
 
