@@ -161,6 +161,15 @@ def secured_client(model_path: Path, loaded_model: LoadedModel) -> Iterator[Test
     yield from _running(create_app(settings, model=loaded_model))
 
 
+@pytest.fixture(scope="session")
+def rate_limited_client(model_path: Path, loaded_model: LoadedModel) -> Iterator[TestClient]:
+    """API_KEY with a budget of one request a minute, spent when the fixture is made."""
+    settings = settings_for(model_path, api_key=API_KEY, rate_limit_per_minute=1)
+    for client in _running(create_app(settings, model=loaded_model)):
+        assert client.get("/model", headers={"X-API-Key": API_KEY}).status_code == 200
+        yield client
+
+
 @pytest.fixture
 def idle_client(model_path: Path, loaded_model: LoadedModel) -> TestClient:
     """Not entered as a context manager: the lifespan has not run, so the model is not ready."""

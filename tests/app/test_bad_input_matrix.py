@@ -32,6 +32,7 @@ from app.api.observability import JsonFormatter
 from app.main import create_app
 from tests.app.asgi import http_scope
 from tests.app.conftest import (
+    API_KEY,
     LIMITED_BATCH_FILES,
     LIMITED_UPLOAD_BYTES,
     assert_error,
@@ -189,6 +190,11 @@ MATRIX = [
     Row("two files to /predict", lambda _: Call(files=batch_of(2, TINY)), 422, "too_many_files"),
     Row("no API key when one is configured", lambda _: one_file(TINY, app="secured_client"),
         401, "unauthorized"),
+    Row("a wrong API key", lambda _: one_file(TINY, app="secured_client", headers={"X-API-Key": "wrong"}),
+        401, "unauthorized"),
+    Row("a key past its rate limit (1 a minute, spent)",
+        lambda _: one_file(TINY, app="rate_limited_client", headers={"X-API-Key": API_KEY}),
+        429, "rate_limited"),
     # sizes
     Row("upload over the byte limit (5 KB file, limit 4 KiB)",
         lambda _: one_file(noisy_png(), app="limited_client"), 413, "upload_too_large"),
