@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
 import struct
 import zlib
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from app.api.observability import JsonFormatter
 from app.core.config import DEFAULT_MODEL_PATH, Settings
 from app.core.inference import LoadedModel, load_model
 from app.main import create_app
@@ -88,6 +91,39 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
     assert error["code"] == code, error
     assert isinstance(error["message"], str) and error["message"]
     return error
+
+
+# --- logs ---------------------------------------------------------------------------------------------
+
+
+class JsonLines(logging.Handler):
+    """Formats each record as the service does, when it is emitted (the request id is set then)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def access(self) -> list[dict[str, Any]]:
+        """The access-log entries, parsed."""
+        return [entry for entry in map(json.loads, self.lines) if entry["logger"] == "app.access"]
+
+
+@contextlib.contextmanager
+def json_log_lines() -> Iterator[JsonLines]:
+    """Every record logged inside the block, at every level, as the service's JSON lines."""
+    handler, root = JsonLines(), logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 # --- the model and the apps ------------------------------------------------------------------------

@@ -3,50 +3,25 @@ key ever shows in a log line or an answer, and a key past its rate limit gets 42
 
 from __future__ import annotations
 
-import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from app.api.observability import JsonFormatter
 from app.core.api_keys import key_id
 from app.main import create_app
-from tests.app.conftest import assert_error, file_part, settings_for
+from tests.app.conftest import JsonLines, assert_error, file_part, json_log_lines, settings_for
 
 KEYS = ["first-secret-key-9f1c", "second-secret-key-77ab"]
 FILE_KEY = "file-secret-key-03de"
 RATE = 3
 
 
-class JsonLines(logging.Handler):
-    """Every record as the service formats it, when it is emitted (the request id is set then)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(JsonFormatter())
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-    def access(self) -> list[dict]:
-        return [entry for entry in map(json.loads, self.lines) if entry["logger"] == "app.access"]
-
-
 @pytest.fixture
 def logs() -> Iterator[JsonLines]:
-    handler, root = JsonLines(), logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
+    with json_log_lines() as handler:
         yield handler
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 @pytest.fixture
