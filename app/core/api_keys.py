@@ -22,7 +22,7 @@ def key_id(key: str) -> str:
 
 @dataclass(frozen=True)
 class KeyRing:
-    """The accepted keys as (digest, id) pairs; empty: no key is required."""
+    """The accepted keys as (digest, id) pairs."""
 
     entries: tuple[tuple[bytes, str], ...]
 
@@ -30,10 +30,6 @@ class KeyRing:
     def of(cls, keys: Iterable[str]) -> KeyRing:
         unique = dict.fromkeys(keys)  # the same key given twice is one key
         return cls(tuple((hashlib.sha256(key.encode()).digest(), key_id(key)) for key in unique))
-
-    @property
-    def required(self) -> bool:
-        return bool(self.entries)
 
     def identify(self, presented: str | None) -> str | None:
         """The id of the key ``presented`` is, or None when it is none of them (or missing)."""
