@@ -73,8 +73,9 @@ class LocalNginx:
         (self.workdir / "nginx.conf").write_text(text)
         command = self._command()
         subprocess.run([*command, "-t", "-q"], check=True)
-        # Daemonizes; stopped with -s quit. Its access log (stdout in the config) is not needed here.
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        # Daemonizes; stopped with -s quit. Its access log and the config's stderr error log are not
+        # needed here: the error log is also written to error_log (the -g above).
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         return self
 
     def __exit__(self, *exc_info: object) -> None:

@@ -110,9 +110,12 @@ def phase(outcomes: Sequence[Outcome]) -> Phase:
 
 
 def upstream_errors(error_log: str) -> dict[str, int]:
-    """nginx's error-log lines about replicas, counted by reason (each one a request sent again)."""
+    """nginx's error-level lines about replicas, counted by reason (warnings such as "temporarily
+    disabled" follow from them and are left out)."""
     reasons = Counter(
-        match.group("reason") for line in error_log.splitlines() if (match := _NGINX_ERROR.search(line))
+        match.group("reason")
+        for line in error_log.splitlines()
+        if "[error]" in line and (match := _NGINX_ERROR.search(line))
     )
     return dict(reasons.most_common())
 
