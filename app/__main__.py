@@ -16,8 +16,10 @@ def main() -> int:
     try:
         settings = get_settings()
     except ValidationError as exc:
+        # A setting's own error names it; a check across settings (keys, rate limit) names them itself.
         problems = "; ".join(
-            f"EMOTION_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+            f"EMOTION_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" if e["loc"] else e["msg"]
+            for e in exc.errors()
         )
         print(f"error: cannot start the service: invalid settings: {problems}", file=sys.stderr)
         return 1
@@ -36,7 +38,8 @@ def main() -> int:
         port=settings.port,
         log_config=log_config,
         timeout_keep_alive=settings.keep_alive_s,  # longer than the clients' own idle timeouts
-        timeout_graceful_shutdown=15,  # in-flight requests get this long to finish on SIGTERM
+        # SIGTERM: stop accepting, give the requests in flight this long, then exit (app/api/shutdown.py)
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
         limit_concurrency=512,  # beyond this many connections uvicorn answers 503 at once
         backlog=1024,
         server_header=False,

@@ -15,6 +15,7 @@ from app.api.error_handlers import install_error_handlers
 from app.api.observability import RequestContextMiddleware
 from app.api.openapi import DESCRIPTION
 from app.api.routes import annotate, demo, health, models, predict
+from app.api.shutdown import on_termination
 from app.api.state import ServiceState
 from app.api.uploads import BodyLimitMiddleware
 from app.core.config import Settings, get_settings
@@ -37,7 +38,8 @@ def create_app(settings: Settings | None = None, *, model: LoadedModel | None = 
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         await state.start(model or await anyio.to_thread.run_sync(load_model, settings.model_path))
         try:
-            yield
+            with on_termination(state.begin_draining):  # SIGTERM: /ready 503 at once (app/api/shutdown.py)
+                yield
         finally:
             await state.stop()
 

@@ -1,6 +1,5 @@
 """FastAPI dependencies the routes share: the running service, the API key check, the faces option."""
 
-import secrets
 from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
@@ -28,15 +27,27 @@ FacesOption = Annotated[
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Required when configured")
 
 
-async def require_api_key(service: Service, key: Annotated[str | None, Depends(api_key_header)]) -> None:
-    expected = service.settings.api_key
-    if expected is None:
-        return
-    if key is None or not secrets.compare_digest(key.encode(), expected.get_secret_value().encode()):
+async def require_api_key(
+    request: Request, service: Service, key: Annotated[str | None, Depends(api_key_header)]
+) -> None:
+    """One of the accepted keys (compared in constant time), then its rate limit when one is set.
+
+    The access log names the key by its short hash (``api_key_id``); the key itself is never logged.
+    """
+    name = service.keys.identify(key)
+    if name is None:
         raise UnauthorizedError("a valid X-API-Key header is required")
+    request.state.api_key_id = name
+    if service.rate_limiter is not None:
+        service.rate_limiter.hit(name)
 
 
 def api_key_dependencies(settings: Settings) -> list[Any]:
     """For the protected routers. Declared (in the OpenAPI schema too) only when a key is configured:
     the schema tells the truth."""
-    return [Depends(require_api_key)] if settings.api_key is not None else []
+    return [Depends(require_api_key)] if settings.accepted_api_keys else []
+
+
+def rate_limit_statuses(settings: Settings) -> tuple[int, ...]:
+    """429 among a protected route's documented answers when a rate limit is configured."""
+    return (429,) if settings.rate_limit_per_minute is not None else ()

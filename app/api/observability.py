@@ -89,6 +89,7 @@ class RequestContextMiddleware:
                     "status": status,
                     "latency_ms": round((time.perf_counter() - started) * 1000, 2),
                     "error_code": scope["state"].get("error_code"),
+                    "api_key_id": scope["state"].get("api_key_id"),  # a short hash, never the key
                 },
             )
             request_id_var.reset(token)

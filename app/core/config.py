@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.faces import FaceMode
 
@@ -16,7 +17,10 @@ DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "emotion_cnn.h5"
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="EMOTION_", protected_namespaces=())
+    # hide_input_in_errors: a rejected setting's value (an API key) never appears in an error message.
+    model_config = SettingsConfigDict(
+        env_prefix="EMOTION_", protected_namespaces=(), hide_input_in_errors=True
+    )
 
     model_path: Path = Field(
         DEFAULT_MODEL_PATH, description="Keras .h5 model; its metadata .json lies beside it"
@@ -55,8 +59,37 @@ class Settings(BaseSettings):
     batch_max_size: int = Field(32, ge=1, description="Most images in one model call")
     batch_max_wait_ms: float = Field(2.0, ge=0.0, description="Longest wait to fill a model batch")
     queue_max: int = Field(256, ge=1, description="Images waiting for the model before 503 + Retry-After")
+    decode_queue_max: int = Field(
+        64,
+        ge=0,
+        description=(
+            "Uploads waiting for a decoding thread before 503 + Retry-After: past it an overloaded service "
+            "answers at once instead of letting every request wait longer"
+        ),
+    )
+    shutdown_timeout_s: int = Field(
+        15,
+        ge=1,
+        description=(
+            "On SIGTERM /ready turns 503, the port stops accepting and the requests in flight get this long "
+            "to finish before they are cancelled and the process exits (uvicorn's timeout_graceful_shutdown)"
+        ),
+    )
 
     api_key: SecretStr | None = Field(None, description="When set, required in the X-API-Key header")
+    api_keys: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list,
+        description="More accepted keys: a JSON list or comma-separated (together with the others)",
+    )
+    api_keys_file: Path | None = Field(
+        None, description="A file of accepted keys, one a line (blank lines and # comments ignored)"
+    )
+    rate_limit_per_minute: int | None = Field(
+        None,
+        ge=1,
+        description="Requests a key may make in any 60 s (then 429 + Retry-After); needs keys; per process",
+    )
+    _file_keys: list[SecretStr] = PrivateAttr(default_factory=list)
 
     @field_validator("api_key")
     @classmethod
@@ -64,6 +97,54 @@ class Settings(BaseSettings):
         if key is not None and not key.get_secret_value().strip():
             raise ValueError("EMOTION_API_KEY is set but empty: unset it (no key) or give a key")
         return key
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _key_list(cls, value: Any) -> Any:
+        """A JSON list, or comma-separated keys; the keys themselves never appear in an error."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                keys = json.loads(text)
+            except json.JSONDecodeError:
+                raise ValueError("EMOTION_API_KEYS starts with '[' but is not a JSON list") from None
+        else:
+            keys = text.split(",")
+        if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+            raise ValueError("EMOTION_API_KEYS must be a JSON list of strings or comma-separated keys")
+        keys = [key.strip() for key in keys]
+        if not all(keys):
+            raise ValueError("EMOTION_API_KEYS holds an empty key (check for stray commas)")
+        return keys
+
+    @model_validator(mode="after")
+    def _read_keys_file(self) -> Settings:
+        """The file is read once, here: a missing or empty file stops the service at start-up."""
+        if self.api_keys_file is not None:
+            try:
+                lines = self.api_keys_file.read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+                where = f"EMOTION_API_KEYS_FILE {self.api_keys_file}"
+                raise ValueError(f"{where} cannot be read: {reason}") from None
+            keys = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
+            if not keys:
+                raise ValueError(f"EMOTION_API_KEYS_FILE {self.api_keys_file} holds no key")
+            self._file_keys = [SecretStr(key) for key in keys]
+        if self.rate_limit_per_minute is not None and not self.accepted_api_keys:
+            raise ValueError(
+                "EMOTION_RATE_LIMIT_PER_MINUTE is a limit per API key: configure keys "
+                "(EMOTION_API_KEY, EMOTION_API_KEYS or EMOTION_API_KEYS_FILE) or unset it"
+            )
+        return self
+
+    @property
+    def accepted_api_keys(self) -> list[SecretStr]:
+        """Every accepted key, from the three settings together (empty: no key is required)."""
+        single = [self.api_key] if self.api_key is not None else []
+        return [*single, *self.api_keys, *self._file_keys]
 
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (none by default)"

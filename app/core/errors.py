@@ -80,6 +80,13 @@ class UnauthorizedError(ServiceError):
     code = "unauthorized"
 
 
+class RateLimitedError(ServiceError):
+    """The API key used up its requests per minute (``EMOTION_RATE_LIMIT_PER_MINUTE``)."""
+
+    status_code = 429
+    code = "rate_limited"
+
+
 class UnexpectedFieldError(ServiceError):
     status_code = 422
     code = "unexpected_field"

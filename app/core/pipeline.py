@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
 import anyio
 import numpy as np
 
 from app.core.annotation import annotate_image
-from app.core.batching import DynamicBatcher
+from app.core.batching import RETRY_AFTER, DynamicBatcher
+from app.core.errors import OverloadedError
 from app.core.faces import Box, FaceDetector, FaceMode, crop
 from app.core.imaging import decode_image
 from app.core.preprocessing import InputSpec, to_model_input
@@ -86,6 +87,10 @@ class Classifier:
     margin: float
     # Uploads being decoded at once: a few large photos at a time, not one per waiting request.
     decoders: anyio.CapacityLimiter
+    # Uploads that may wait for a decoder: past them the request is refused at once (503 overloaded),
+    # so an overloaded service answers quickly instead of making every request wait longer.
+    decode_queue_max: int
+    _decoding: int = field(default=0, init=False)  # uploads waiting for or in a decoder now
 
     def _face(self, box: Box | None, row: np.ndarray) -> FaceResult:
         top = int(np.argmax(row))
@@ -98,6 +103,11 @@ class Classifier:
 
     async def classify(self, data: bytes, mode: FaceMode) -> Classification:
         started = time.perf_counter()
+        if self._decoding >= self.decoders.total_tokens + self.decode_queue_max:
+            raise OverloadedError(
+                f"{self._decoding} uploads are already being decoded or waiting; retry shortly",
+                headers=RETRY_AFTER,
+            )
         work = partial(
             prepare,
             data,
@@ -107,8 +117,12 @@ class Classifier:
             max_pixels=self.max_pixels,
             margin=self.margin,
         )
-        with self.engine.arriving():  # lets a busy batcher wait for this image instead of running without it
-            prepared = await anyio.to_thread.run_sync(work, limiter=self.decoders)
+        self._decoding += 1
+        try:
+            with self.engine.arriving():  # a busy batcher may wait for this image, not run without it
+                prepared = await anyio.to_thread.run_sync(work, limiter=self.decoders)
+        finally:
+            self._decoding -= 1
         decoded = time.perf_counter()
         rows = await asyncio.gather(*(self.engine.predict(x) for _, x in prepared.regions))
         done = time.perf_counter()

@@ -4,6 +4,7 @@
                          [--image PATH] [--faces off,default] [--markdown out.md] [--json out.json]
     python -m bench.load --tune [--sizes 8,16,32,64] [--waits 0,1,2,5] [--concurrency 32]
     python -m bench.load --images-per-request 16 --faces off --concurrency 8,16
+    python -m bench.load --overload 5 [--overload-seconds 20] [--overload-connections 256] [--faces default]
 
 For each face mode (``off``: ``?faces=off``, the whole image goes to the model; ``default``: the
 service's default face detection, which costs CPU per request) and each server (``ours``:
@@ -18,6 +19,9 @@ one Markdown fragment (conditions, ceiling, tables, ratios) for BENCHMARKS.md; `
 also writes it to FILE.
 
 ``--tune`` runs only our service, once per (``EMOTION_BATCH_MAX_SIZE``, ``EMOTION_BATCH_MAX_WAIT_MS``).
+``--overload F`` runs only our service: per face mode, its capacity (closed loop at the first
+``--concurrency`` level), then F times that rate offered open-loop on a fixed schedule
+(``bench/load/overload.py``): served and refused (503, Retry-After) counts and latencies.
 ``--images-per-request N`` (N > 1) posts N copies of the image to ``/predict/batch`` in each request,
 our service only (the naive baseline has no batch endpoint), and adds predictions/s to the tables.
 """
@@ -39,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.load import wrk
+from bench.load.overload import OverloadRow, overload_markdown, overload_row
 from bench.load.report import FACE_TITLES, Row, markdown
 from bench.load.services import NAIVE, OURS, REPO_ROOT, Service, cpu_seconds, rss_mib
 
@@ -244,6 +249,54 @@ def run_tuning(args: argparse.Namespace, upload: wrk.Upload) -> list[Row]:
     return rows
 
 
+def run_overload(args: argparse.Namespace, upload: wrk.Upload) -> list[OverloadRow]:
+    rows = []
+    for faces in args.faces:
+        path = request_path(faces, upload)
+        print(f"\n## overload x{args.overload:g}, {FACE_TITLES[faces]}", flush=True)
+        with Service(OURS, args.model, env=dict(args.env)) as service:
+            check_answer(service, path, upload)
+            url = service.base_url + path
+            capacity, _ = measure_level(
+                service,
+                url,
+                upload,
+                concurrency=args.concurrency[0],
+                requests=args.requests,
+                warmup=args.warmup,
+            )
+            rate = args.overload * capacity.requests_per_s
+            print(f"  capacity {capacity.requests_per_s:.1f} req/s at c={capacity.concurrency}; "
+                  f"offering {rate:.1f} req/s", flush=True)  # fmt: skip
+            load = os.getloadavg()[0]
+            requests = max(args.overload_connections, round(rate * args.overload_seconds))
+            result = wrk.run(
+                url,
+                upload,
+                concurrency=args.overload_connections,
+                requests=requests,
+                rate=rate,
+                max_seconds=600,
+            )
+            row = overload_row(
+                faces,
+                capacity,
+                args.overload,
+                result,
+                load_average=round(load, 2),
+                settings=dict(service.env),
+            )
+            rows.append(row)
+            print(
+                f"  offered {row.offered_rps} req/s: served {row.served} ({row.served_rps} req/s, p50 "
+                f"{row.served_p50_ms} p99 {row.served_p99_ms} ms), 503 {row.rejected_503} "
+                f"({row.rejected_with_retry_after} with Retry-After, p99 {row.rejected_p99_ms} ms), "
+                f"other {row.other_status}, socket errors {row.socket_errors}, late sends {row.late}",
+                flush=True,
+            )
+    return rows
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.load", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -285,6 +338,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--tune", action="store_true", help="sweep the batcher settings on our service only")
     parser.add_argument(
+        "--overload", type=float, default=None, metavar="F", help="offer F x the capacity (our service only)"
+    )
+    parser.add_argument("--overload-seconds", type=float, default=20.0, help="--overload: run length (20)")
+    parser.add_argument(
+        "--overload-connections", type=int, default=256, help="--overload: paced connections (default 256)"
+    )
+    parser.add_argument(
         "--sizes", type=int_list, default=[8, 16, 32, 64], help="--tune: EMOTION_BATCH_MAX_SIZE"
     )
     parser.add_argument(
@@ -298,7 +358,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also write the Markdown tables (conditions, ceiling, tables, ratios) to this file",
     )
     args = parser.parse_args(argv)
-    args.concurrency = args.concurrency or ([32] if args.tune else [1, 8, 32, 64])
+    args.concurrency = args.concurrency or ([32] if args.tune or args.overload else [1, 8, 32, 64])
     args.faces = [f.strip() for f in args.faces.split(",") if f.strip()]
     batches = args.images_per_request > 1
     servers = args.servers or (OURS if batches else f"{OURS},{NAIVE}")
@@ -348,6 +408,16 @@ def main(argv: list[str] | None = None) -> int:
         "requests": args.requests,
         "warmup": args.warmup,
     }
+    if args.overload is not None:
+        overload_rows = run_overload(args, upload)
+        report["overload"] = [asdict(r) for r in overload_rows]
+        fragment = overload_markdown(report, overload_rows)
+        print("\n" + fragment)
+        if args.markdown:
+            args.markdown.write_text(fragment)
+        if args.json:
+            args.json.write_text(json.dumps(report, indent=2))
+        return 0
     if args.ceiling_repeats > 0 and not args.tune:
         ceiling = model_ceiling(args.model, args.ceiling_repeats)
         report["ceiling"] = ceiling

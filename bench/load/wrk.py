@@ -64,6 +64,9 @@ class LoadResult:
     seconds: float  # first request sent to last response received
     latencies_ms: tuple[float, ...]
     client_cpu_s: float  # user + system CPU of the wrk process
+    statuses: tuple[int, ...] = ()  # each answer's status, in the order of latencies_ms
+    retry_after_503: int = 0  # 503 answers that carried Retry-After
+    late: int = 0  # paced runs: sends that came after their slot (the answer before was slower)
 
     @property
     def errors(self) -> int:
@@ -75,6 +78,10 @@ class LoadResult:
 
     def percentile_ms(self, p: float) -> float:
         return percentile(self.latencies_ms, p)
+
+    def latencies_of(self, status: int) -> list[float]:
+        """The latencies of the answers with ``status``."""
+        return [ms for ms, code in zip(self.latencies_ms, self.statuses, strict=True) if code == status]
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -90,6 +97,7 @@ def parse_result(raw: dict, *, concurrency: int, requests: int, client_cpu_s: fl
     """The JSON ``fixed_count.lua`` writes, as a :class:`LoadResult`."""
     threads = raw["threads"]
     latencies = tuple(us / 1000 for thread in threads for us in thread["latencies_us"])
+    statuses = tuple(int(code) for thread in threads for code in thread.get("statuses", []))
     answered = sum(thread["answered"] for thread in threads)
     started = [t["first_sent"] for t in threads if t["answered"] > 0]
     ended = [
@@ -107,6 +115,9 @@ def parse_result(raw: dict, *, concurrency: int, requests: int, client_cpu_s: fl
         seconds=seconds,
         latencies_ms=latencies,
         client_cpu_s=client_cpu_s,
+        statuses=statuses,
+        retry_after_503=sum(thread.get("retry_after_503", 0) for thread in threads),
+        late=sum(thread.get("late", 0) for thread in threads),
     )
 
 
@@ -118,12 +129,20 @@ def wrk_path() -> str:
 
 
 def run(
-    url: str, upload: Upload, *, concurrency: int, requests: int, max_seconds: float = 1800
+    url: str,
+    upload: Upload,
+    *,
+    concurrency: int,
+    requests: int,
+    max_seconds: float = 1800,
+    rate: float | None = None,
 ) -> LoadResult:
     """POST ``upload`` to ``url`` ``requests`` times over ``concurrency`` keep-alive connections.
 
-    ``max_seconds`` bounds the run (a server that stops answering); the result then counts the
-    missing responses as errors.
+    Closed loop (each connection sends when its last answer came), or with ``rate`` paced: the
+    connections together offer ``rate`` requests/s on a fixed schedule, whatever the answers take
+    (fixed_count.lua). ``max_seconds`` bounds the run (a server that stops answering); the result then
+    counts the missing responses as errors.
     """
     if requests < concurrency:
         raise ValueError(f"{requests} requests cannot keep {concurrency} connections busy")
@@ -138,6 +157,8 @@ def run(
             "BENCH_THREADS": str(concurrency),
             "BENCH_OUT": str(out_path),
         }
+        if rate is not None:
+            env["BENCH_INTERVAL_MS"] = f"{1000 * concurrency / rate:.3f}"  # each connection's interval
         command = [
             wrk_path(),
             f"--threads={concurrency}",

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
+import logging
 import struct
 import zlib
 from collections.abc import Iterator
@@ -16,6 +18,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from app.api.observability import JsonFormatter
 from app.core.config import DEFAULT_MODEL_PATH, Settings
 from app.core.inference import LoadedModel, load_model
 from app.main import create_app
@@ -90,6 +93,39 @@ def assert_error(response: Any, status: int, code: str) -> dict[str, Any]:
     return error
 
 
+# --- logs ---------------------------------------------------------------------------------------------
+
+
+class JsonLines(logging.Handler):
+    """Formats each record as the service does, when it is emitted (the request id is set then)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(JsonFormatter())
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+    def access(self) -> list[dict[str, Any]]:
+        """The access-log entries, parsed."""
+        return [entry for entry in map(json.loads, self.lines) if entry["logger"] == "app.access"]
+
+
+@contextlib.contextmanager
+def json_log_lines() -> Iterator[JsonLines]:
+    """Every record logged inside the block, at every level, as the service's JSON lines."""
+    handler, root = JsonLines(), logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+
+
 # --- the model and the apps ------------------------------------------------------------------------
 
 
@@ -159,6 +195,15 @@ def secured_client(model_path: Path, loaded_model: LoadedModel) -> Iterator[Test
     """An API key is required and one origin is allowed by CORS."""
     settings = settings_for(model_path, api_key=API_KEY, cors_origins=[CORS_ORIGIN])
     yield from _running(create_app(settings, model=loaded_model))
+
+
+@pytest.fixture(scope="session")
+def rate_limited_client(model_path: Path, loaded_model: LoadedModel) -> Iterator[TestClient]:
+    """API_KEY with a budget of one request a minute, spent when the fixture is made."""
+    settings = settings_for(model_path, api_key=API_KEY, rate_limit_per_minute=1)
+    for client in _running(create_app(settings, model=loaded_model)):
+        assert client.get("/model", headers={"X-API-Key": API_KEY}).status_code == 200
+        yield client
 
 
 @pytest.fixture

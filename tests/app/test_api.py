@@ -899,7 +899,15 @@ def test_python_m_app_with_a_missing_model_prints_one_line(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize(
-    ("name", "value"), [("EMOTION_API_KEY", " "), ("EMOTION_MAX_PIXELS", "many"), ("EMOTION_PORT", "0")]
+    ("name", "value"),
+    [
+        ("EMOTION_API_KEY", " "),
+        ("EMOTION_MAX_PIXELS", "many"),
+        ("EMOTION_PORT", "0"),
+        ("EMOTION_API_KEYS", "key-one,,key-two"),
+        ("EMOTION_API_KEYS_FILE", "/nonexistent/keys.txt"),
+        ("EMOTION_RATE_LIMIT_PER_MINUTE", "60"),
+    ],
 )
 def test_python_m_app_with_invalid_settings_prints_one_line(name: str, value: str) -> None:
     env = {**os.environ, name: value}
@@ -911,6 +919,7 @@ def test_python_m_app_with_invalid_settings_prints_one_line(name: str, value: st
     assert "Traceback" not in output
     errors = [line for line in output.splitlines() if line.startswith("error: cannot start the service")]
     assert len(errors) == 1 and name in errors[0], output
+    assert "key-one" not in output  # a rejected key list is never printed
 
 
 def test_python_m_app_closes_idle_connections_after_the_configured_keep_alive(
@@ -920,6 +929,7 @@ def test_python_m_app_closes_idle_connections_after_the_configured_keep_alive(
 
     served: dict[str, Any] = {}
     monkeypatch.setenv("EMOTION_KEEP_ALIVE_S", "33")
+    monkeypatch.setenv("EMOTION_SHUTDOWN_TIMEOUT_S", "7")
     monkeypatch.setattr(entry.uvicorn, "run", lambda app, **options: served.update(options))
     entry.get_settings.cache_clear()
     try:
@@ -927,6 +937,7 @@ def test_python_m_app_closes_idle_connections_after_the_configured_keep_alive(
     finally:
         entry.get_settings.cache_clear()
     assert served["timeout_keep_alive"] == 33
+    assert served["timeout_graceful_shutdown"] == 7
 
 
 def test_the_server_keeps_idle_connections_longer_than_httpx_does() -> None:

@@ -13,7 +13,6 @@ import base64
 import functools
 import io
 import json
-import logging
 import re
 import time
 import tracemalloc
@@ -28,10 +27,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image, PngImagePlugin
 
-from app.api.observability import JsonFormatter
 from app.main import create_app
 from tests.app.asgi import http_scope
 from tests.app.conftest import (
+    API_KEY,
     LIMITED_BATCH_FILES,
     LIMITED_UPLOAD_BYTES,
     assert_error,
@@ -39,6 +38,7 @@ from tests.app.conftest import (
     encode,
     file_part,
     gradient_rgb,
+    json_log_lines,
     png_header_only,
     settings_for,
 )
@@ -189,6 +189,11 @@ MATRIX = [
     Row("two files to /predict", lambda _: Call(files=batch_of(2, TINY)), 422, "too_many_files"),
     Row("no API key when one is configured", lambda _: one_file(TINY, app="secured_client"),
         401, "unauthorized"),
+    Row("a wrong API key", lambda _: one_file(TINY, app="secured_client", headers={"X-API-Key": "wrong"}),
+        401, "unauthorized"),
+    Row("a key past its rate limit (1 a minute, spent)",
+        lambda _: one_file(TINY, app="rate_limited_client", headers={"X-API-Key": API_KEY}),
+        429, "rate_limited"),
     # sizes
     Row("upload over the byte limit (5 KB file, limit 4 KiB)",
         lambda _: one_file(noisy_png(), app="limited_client"), 413, "upload_too_large"),
@@ -408,18 +413,6 @@ def _forms_of(data: bytes) -> list[str]:
     ]
 
 
-class _JsonLines(logging.Handler):
-    """Formats each record as the service does, when it is emitted (the request id is set then)."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.setFormatter(JsonFormatter())
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
-
-
 def test_logs_are_json_with_request_fields_and_never_image_bytes(client: TestClient) -> None:
     marker = "IMAGE-BYTES-MUST-NOT-BE-LOGGED-7f3a"
     valid = _marked_png(marker)
@@ -428,12 +421,7 @@ def test_logs_are_json_with_request_fields_and_never_image_bytes(client: TestCli
         (valid[: len(valid) // 2], 400, "image_decode_failed"),
         (marker.encode() * 20, 415, "unsupported_image_type"),
     ]
-    handler = _JsonLines()
-    root = logging.getLogger()
-    level = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.DEBUG)
-    try:
+    with json_log_lines() as handler:
         for data, status, code in uploads:
             handler.lines.clear()
             response = client.post("/predict", files=file_part(data, f"{marker}.png"))
@@ -450,9 +438,6 @@ def test_logs_are_json_with_request_fields_and_never_image_bytes(client: TestCli
             assert (entry["method"], entry["path"], entry["status"]) == ("POST", "/predict", status)
             assert entry["error_code"] == code
             assert isinstance(entry["latency_ms"], float) and entry["latency_ms"] >= 0
-    finally:
-        root.removeHandler(handler)
-        root.setLevel(level)
 
 
 def test_limits_of_the_limited_client_are_what_the_matrix_says() -> None:

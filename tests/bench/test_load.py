@@ -133,6 +133,8 @@ class _CountingHandler(BaseHTTPRequestHandler):
             failing = self.fail_every and len(self.bodies) % self.fail_every == 0
         answer = b'{"ok": true}'
         self.send_response(503 if failing else 200)
+        if failing:
+            self.send_header("Retry-After", "1")
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(answer)))
         self.end_headers()
@@ -176,6 +178,29 @@ def test_wrk_counts_non_2xx_answers(counting_server) -> None:
     assert result.answered == 50
     assert result.not_2xx == 10
     assert result.errors == 10
+    assert sorted(result.statuses) == [200] * 40 + [503] * 10
+    assert result.retry_after_503 == 10
+    assert len(result.latencies_of(503)) == 10 and len(result.latencies_of(200)) == 40
+
+
+def test_a_paced_run_keeps_to_its_schedule(counting_server) -> None:
+    """20 requests at 40 requests/s over 4 connections: one every 100 ms on each, so the run cannot
+    take less than the schedule's ~0.5 s however fast the server answers (a closed loop would)."""
+    url, handler = counting_server
+    result = wrk.run(url, wrk.Upload.of(b"x", "face.png", "image/png"), concurrency=4, requests=20, rate=40)
+    assert len(handler.bodies) == 20 and result.answered == 20 and result.errors == 0
+    assert result.seconds >= 0.4  # first send to last answer spans the 5 slots of each connection
+    assert result.statuses == (200,) * 20
+
+
+def test_parse_result_reads_statuses_retry_after_and_late_sends() -> None:
+    one = thread([1000.0, 2000.0], first=1.0, last=2.0, not_2xx=1)
+    one |= {"statuses": [200, 503], "retry_after_503": 1, "late": 2}
+    two = thread([5000.0], first=1.0, last=2.0) | {"statuses": [200], "retry_after_503": 0, "late": 1}
+    result = wrk.parse_result(raw_result(one, two), concurrency=2, requests=3, client_cpu_s=0.0)
+    assert result.statuses == (200, 503, 200)
+    assert (result.retry_after_503, result.late) == (1, 3)
+    assert result.latencies_of(200) == [1.0, 5.0] and result.latencies_of(503) == [2.0]
 
 
 @pytest.mark.slow

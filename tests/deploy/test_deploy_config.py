@@ -142,6 +142,38 @@ def test_nginx_drops_idle_replica_connections_before_the_replica_does() -> None:
     assert int(match.group(1)) < Settings().keep_alive_s
 
 
+def test_nginx_retries_a_prediction_on_another_replica() -> None:
+    """A replica that dies (refused, reset mid-request, 502/503) costs the client nothing: nginx sends
+    the buffered request again, POST included (a prediction is idempotent), and leaves the replica out."""
+    text = NGINX_CONF.read_text()
+    directive = re.search(r"^\s*proxy_next_upstream ([^;]+);", text, re.M)
+    assert directive, "no proxy_next_upstream"
+    assert {"error", "timeout", "http_502", "http_503", "non_idempotent"} <= set(directive.group(1).split())
+    tries = re.search(r"^\s*proxy_next_upstream_tries (\d+);", text, re.M)
+    assert tries and int(tries.group(1)) >= 2
+    # An unbuffered body cannot be sent again once its first bytes went to the replica that died.
+    assert re.search(r"^\s*proxy_request_buffering on;", text, re.M)
+    assert not re.search(r"^\s*proxy_request_buffering off;", text, re.M)
+    server = re.search(r"^\s*server emotion-replica:8000 ([^;]*);", text, re.M)
+    assert server and "max_fails=" in server.group(1) and "fail_timeout=" in server.group(1)
+
+
+def test_the_shutdown_fits_in_the_grace_periods() -> None:
+    """Kubernetes: preStop sleep + the drain bound < terminationGracePeriodSeconds; compose likewise."""
+    spec = container()
+    pod = deployment()["spec"]["template"]["spec"]
+    timeout = int(next(e["value"] for e in spec["env"] if e["name"] == "EMOTION_SHUTDOWN_TIMEOUT_S"))
+    assert timeout == Settings().shutdown_timeout_s
+    sleep = int(spec["lifecycle"]["preStop"]["exec"]["command"][-1])
+    assert sleep + timeout < pod["terminationGracePeriodSeconds"]
+    for name in ("emotion", "emotion-replica"):
+        service = compose()["services"][name]
+        configured = int(
+            re.search(r":-(\d+)\}", service["environment"]["EMOTION_SHUTDOWN_TIMEOUT_S"]).group(1)
+        )  # type: ignore[union-attr]
+        assert configured < int(service["stop_grace_period"].rstrip("s"))
+
+
 def test_scaled_profile_is_opt_in() -> None:
     services = compose()["services"]
     assert "profiles" not in services["emotion"]

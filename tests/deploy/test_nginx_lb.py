@@ -2,15 +2,14 @@
 in front of the service (`python -m app`) and of a replica that is down.
 
 The official nginx image cannot be pulled on CI's machines, so this runs the same config with the
-host's nginx (the upstream name pointed at loopback ports). Skipped where nginx is not installed
-(failed in CI, whose .ci/run installs it).
+host's nginx (bench/local_balancer.py points the upstream name at loopback ports). Skipped where nginx
+is not installed (failed in CI, whose .ci/run installs it).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -23,11 +22,10 @@ from pathlib import Path
 
 import pytest
 
+from bench.local_balancer import LocalNginx, nginx_path
 from tests.conftest import CKPLUS_DIR, require
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-NGINX_CONF = REPO_ROOT / "deploy" / "nginx" / "nginx.conf"
-NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.path.exists(p)), None)
 
 pytestmark = pytest.mark.slow
 
@@ -76,8 +74,7 @@ def post_file(url: str, data: bytes, headers: dict[str, str] | None = None) -> t
 
 @pytest.fixture(scope="module")
 def balancer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    require(NGINX is not None, "nginx is not installed (apt-get install nginx-light)")
-    assert NGINX is not None
+    require(nginx_path() is not None, "nginx is not installed (apt-get install nginx-light)")
     work = tmp_path_factory.mktemp("nginx")
     app_port, dead_port, lb_port = free_port(), free_port(), free_port()
     env = {
@@ -88,23 +85,11 @@ def balancer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     }
     env.pop("EMOTION_API_KEY", None)
     service = subprocess.Popen([sys.executable, "-m", "app"], cwd=REPO_ROOT, env=env)
-    conf = NGINX_CONF.read_text()
-    assert "server emotion-replica:8000 " in conf and "listen 8080;" in conf
-    conf = conf.replace(
-        "server emotion-replica:8000 ",
-        f"server 127.0.0.1:{dead_port} max_fails=3 fail_timeout=10s;\n        server 127.0.0.1:{app_port} ",
-    )
-    conf = conf.replace("listen 8080;", f"listen 127.0.0.1:{lb_port};")
-    conf = conf.replace(" /tmp/", f" {work}/")  # pid file and temp paths
-    (work / "nginx.conf").write_text(conf)
-    nginx = [NGINX, "-p", str(work), "-c", str(work / "nginx.conf"), "-g", f"error_log {work}/error.log;"]
     try:
-        subprocess.run([*nginx, "-t", "-q"], check=True)
-        subprocess.run(nginx, check=True)  # daemonizes; stopped with -s quit below
-        wait_for(f"http://127.0.0.1:{app_port}/ready", 180, service)
-        yield f"http://127.0.0.1:{lb_port}"
+        with LocalNginx([dead_port, app_port], lb_port, work):
+            wait_for(f"http://127.0.0.1:{app_port}/ready", 180, service)
+            yield f"http://127.0.0.1:{lb_port}"
     finally:
-        subprocess.run([*nginx, "-s", "quit"], check=False, capture_output=True)
         service.terminate()
         service.wait(timeout=30)
 

@@ -13,9 +13,7 @@ async def health() -> HealthResponse:
 
 
 async def ready(service: Service) -> ReadyResponse:
-    service.require_classifier()
-    assert service.model is not None
-    return ReadyResponse(model_id=service.model.model_id)
+    return ReadyResponse(model_id=service.require_ready().model_id)
 
 
 def add_routes(router: APIRouter, settings: Settings) -> None:
@@ -29,5 +27,5 @@ def add_routes(router: APIRouter, settings: Settings) -> None:
         methods=["GET"],
         tags=["operations"],
         responses=error_responses(503),
-        summary="The model is loaded and warm (503 before)",
+        summary="The model is loaded and warm (503 before, and once shutting down)",
     )

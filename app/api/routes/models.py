@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from app.api.deps import Service, api_key_dependencies
+from app.api.deps import Service, api_key_dependencies, rate_limit_statuses
 from app.api.openapi import error_responses
 from app.api.schemas import ModelInfo
 from app.core.config import Settings
@@ -36,6 +36,6 @@ def add_routes(router: APIRouter, settings: Settings) -> None:
         methods=["GET"],
         tags=["model"],
         dependencies=api_key_dependencies(settings),
-        responses=error_responses(401, 503),
+        responses=error_responses(401, *rate_limit_statuses(settings), 503),
         summary="Labels, input, architecture and metrics of the model",
     )

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from app.api.deps import FacesOption, Service, api_key_dependencies
+from app.api.deps import FacesOption, Service, api_key_dependencies, rate_limit_statuses
 from app.api.openapi import UPLOAD_ERRORS, error_responses, multipart_body
 from app.api.schemas import BatchItem, BatchResponse, ErrorDetail, PredictResponse
 from app.api.uploads import check_size, files_in, read_form, read_one_file, single_upload_limit
@@ -73,7 +73,7 @@ def add_routes(router: APIRouter, settings: Settings) -> None:
             tags=["predict"],
             dependencies=api_key_dependencies(settings),
             openapi_extra=multipart_body(**body),
-            responses=error_responses(*UPLOAD_ERRORS),
+            responses=error_responses(*UPLOAD_ERRORS, *rate_limit_statuses(settings)),
             summary=summary,
         )
 
