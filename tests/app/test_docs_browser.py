@@ -107,10 +107,10 @@ def test_docs_render_offline_in_chromium(live_url: str, tmp_path: Path) -> None:
     assert "swagger-ui" in html
     # The operations were rendered from /openapi.json (they are not in the served HTML).
     assert "opblock" in html, html[-2000:]
-    for path in ("/predict", "/predict/batch", "/health", "/ready", "/model"):
+    for path in ("/predict", "/predict/batch", "/annotate", "/health", "/ready", "/model"):
         assert f'class="opblock-summary-path" data-path="{path}"' in html, path
     methods = re.findall(r'class="opblock-summary-method">([A-Z]+)<', html)
-    assert sorted(methods) == ["GET", "GET", "GET", "POST", "POST"], methods
+    assert sorted(methods) == ["GET", "GET", "GET", "POST", "POST", "POST"], methods
 
     shot = tmp_path / "docs.png"
     done = _chromium(
