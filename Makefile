@@ -37,7 +37,7 @@ train-paper: install
 ## fer-s2 trained on FER+ (resumable, checkpoints in runs/real), CK+48 10-fold subject CV of the
 ## fine-tuning step, then the final fine-tune on all of CK+48, calibrated (~2 h 30 min on 2 cores).
 train-default: install
-	$(BIN)/python -m training.real_faces base --ferplus $(FERPLUS) --out runs/real --epochs 24
+	$(BIN)/python -m training.real_faces base --ferplus $(FERPLUS) --out runs/real --epochs 18
 	$(BIN)/python -m training.real_faces cv --ferplus $(FERPLUS) --ckplus $(DATA) --out runs/real
 	$(BIN)/python -m training.real_faces final --ferplus $(FERPLUS) --ckplus $(DATA) --out runs/real --models models
 

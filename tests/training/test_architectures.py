@@ -147,3 +147,13 @@ def test_list_archs_command() -> None:
     assert listed["paper-v2"] == "67119623"
     for name in COMPACT:
         assert int(listed[name]) == get_architecture(name).count_params()
+
+
+def test_fer_s2_halves_the_resolution_in_its_stem_and_fits_the_size_budget() -> None:
+    arch = get_architecture("fer-s2")
+    model = arch.build(8)
+    assert arch.input_shape == (48, 48, 1)
+    assert model.get_layer("stem").output.shape[1:3] == (24, 24)  # every stage runs on a quarter
+    assert model.get_layer("logits").units == 8
+    assert isinstance(model.layers[-1], keras.layers.Softmax)
+    assert model.count_params() == 1_185_960  # ~4.7 MB of float32 weights: under the 10 MB budget
