@@ -35,7 +35,7 @@ train-paper: install
 
 ## The shipped models (models/emotion_cnn.h5, 7 emotions, and models/emotion_cnn_neutral.h5, + neutral):
 ## fer-s2 trained on FER+ (resumable, checkpoints in runs/real), CK+48 10-fold subject CV of the
-## fine-tuning step, then the final fine-tune on all of CK+48, calibrated (~2 h 30 min on 2 cores).
+## fine-tuning step, then the final fine-tune on all of CK+48, calibrated (about an hour on 2 idle cores).
 train-default: install
 	$(BIN)/python -m training.real_faces base --ferplus $(FERPLUS) --out runs/real --epochs 18
 	$(BIN)/python -m training.real_faces cv --ferplus $(FERPLUS) --ckplus $(DATA) --out runs/real
