@@ -5,9 +5,9 @@
 What most FastAPI + Keras tutorials write: an ``async`` route that takes an ``UploadFile``, decodes
 it with Pillow, preprocesses it and calls ``model.predict(x[None])`` once per request, on the event
 loop. Same model file, same preprocessing (``app.core.preprocessing.to_model_input``) and, unless
-``?faces=off``, the same Haar face detector as the service, so the benchmark compares serving
-strategies, not different work. Nothing is batched, nothing leaves the event loop, there is no queue
-bound and no limit on upload size: that is the point of the baseline.
+``?faces=off``, the same face detector (``EMOTION_FACE_DETECTOR``) and crop as the service, so the
+benchmark compares serving strategies, not different work. Nothing is batched, nothing leaves the
+event loop, there is no queue bound and no limit on upload size: that is the point of the baseline.
 """
 
 from __future__ import annotations
@@ -24,7 +24,9 @@ import numpy as np
 from fastapi import FastAPI, File, UploadFile
 from PIL import Image, ImageOps
 
-from app.core.faces import FaceDetector, crop
+from app.core.config import Settings
+from app.core.faces import FaceDetector, make_detector
+from app.core.faces.cropping import face_crop
 from app.core.preprocessing import InputSpec, to_model_input
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -40,6 +42,11 @@ def model_path() -> Path:
 state: dict[str, Any] = {}
 
 
+def _detector() -> FaceDetector:
+    settings = Settings()
+    return make_detector(settings.face_detector, min_confidence=settings.min_face_confidence)
+
+
 @asynccontextmanager
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     import keras  # heavy; imported when the app starts, as in the tutorials
@@ -49,7 +56,7 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     labels = json.loads(path.with_suffix(".json").read_text())["labels"]
     spec = InputSpec.from_shape(model.input_shape)
     model.predict(np.zeros((1, *spec.shape), dtype=np.float32), verbose=0)  # warm up once
-    state.update(model=model, labels=labels, spec=spec, detector=FaceDetector())
+    state.update(model=model, labels=labels, spec=spec, detector=_detector())
     yield
     state.clear()
 
@@ -68,9 +75,11 @@ async def predict(file: UploadFile = File(...), faces: str = "largest") -> dict[
     image = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
     box = None
     if faces != "off":
-        found = state["detector"].detect(image)
+        detector = state["detector"]
+        found = detector.detect(image)
         if found:
-            image, box = crop(image, found[0], 0.0)
+            box = found[0].box
+            image = face_crop(image, found[0], detector.framing)
     x = to_model_input(image, state["spec"])
     probabilities = state["model"].predict(x[None], verbose=0)[0]
     top = int(np.argmax(probabilities))

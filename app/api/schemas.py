@@ -42,6 +42,20 @@ class FaceBox(BaseModel):
     height: int = Field(ge=1)
 
 
+class Point(BaseModel):
+    x: float
+    y: float
+
+    @classmethod
+    def of(cls, point: tuple[float, float]) -> Point:
+        return cls(x=round(point[0], 1), y=round(point[1], 1))
+
+
+class Eyes(BaseModel):
+    right: Point = Field(description="The subject's right eye (on the image's left)")
+    left: Point = Field(description="The subject's left eye")
+
+
 class FacePrediction(BaseModel):
     box: FaceBox | None = Field(description="The region classified, in image pixels; null: the whole image")
     emotion: str = Field(description="The most probable emotion", examples=["happy"])
@@ -50,15 +64,28 @@ class FacePrediction(BaseModel):
         description="Softmax probability of each emotion, in the model's label order; they sum to 1",
         examples=[EXAMPLE_PROBABILITIES],
     )
+    face_confidence: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="How sure the detector is that the box holds a face; null: no face, or the Haar detector",
+        examples=[0.93],
+    )
+    eyes: Eyes | None = Field(None, description="Eye centres, in image pixels, when the detector gives them")
 
     @classmethod
     def from_face(cls, face: FaceResult) -> FacePrediction:
         box = face.box
+        eyes = None
+        if face.right_eye is not None and face.left_eye is not None:
+            eyes = Eyes(right=Point.of(face.right_eye), left=Point.of(face.left_eye))
         return cls(
             box=None if box is None else FaceBox(x=box.x, y=box.y, width=box.width, height=box.height),
             emotion=face.emotion,
             confidence=face.confidence,
             probabilities=face.probabilities,
+            face_confidence=face.face_confidence,
+            eyes=eyes,
         )
 
 
@@ -77,6 +104,8 @@ class PredictResponse(FacePrediction):
                     "emotion": "happy",
                     "confidence": 0.975,
                     "probabilities": EXAMPLE_PROBABILITIES,
+                    "face_confidence": 0.93,
+                    "eyes": {"right": {"x": 150.5, "y": 270.0}, "left": {"x": 282.0, "y": 268.5}},
                     "face_detection": "largest",
                     "face_found": True,
                     "faces": None,

@@ -11,7 +11,7 @@ from app.core.api_keys import KeyRing
 from app.core.batching import DynamicBatcher
 from app.core.config import Settings
 from app.core.errors import NotReadyError
-from app.core.faces import FaceDetector
+from app.core.faces import make_detector
 from app.core.inference import LoadedModel
 from app.core.pipeline import Classifier
 from app.core.rate_limit import KeyRateLimiter
@@ -53,10 +53,11 @@ class ServiceState:
             spec=model.spec,
             labels=model.labels,
             model_id=model.model_id,
-            detector=FaceDetector(),
+            detector=make_detector(settings.face_detector, min_confidence=settings.min_face_confidence),
             engine=engine,
             max_pixels=settings.max_pixels,
             margin=settings.face_margin,
+            align=settings.face_align,
             decoders=anyio.CapacityLimiter(settings.decode_threads),
             decode_queue_max=settings.decode_queue_max,
         )

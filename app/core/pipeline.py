@@ -16,7 +16,7 @@ import numpy as np
 from app.core.annotation import annotate_image
 from app.core.batching import RETRY_AFTER, DynamicBatcher
 from app.core.errors import OverloadedError
-from app.core.faces import Box, FaceDetector, FaceMode, crop
+from app.core.faces import Box, Face, FaceDetector, FaceMode, Point, face_crop
 from app.core.imaging import decode_image
 from app.core.preprocessing import InputSpec, to_model_input
 
@@ -25,10 +25,13 @@ from app.core.preprocessing import InputSpec, to_model_input
 class FaceResult:
     """One classified region: a face, or the whole image when ``box`` is None."""
 
-    box: Box | None
+    box: Box | None  # the detector's face box; None: the whole image
     emotion: str  # the most probable label
     confidence: float  # its probability
     probabilities: dict[str, float]  # every label's, in the model's label order; they sum to 1
+    face_confidence: float | None = None  # the detector's score; None: no face, or a detector without one
+    right_eye: Point | None = None  # the subject's right eye, when the detector gives it
+    left_eye: Point | None = None
 
 
 @dataclass(frozen=True)
@@ -54,23 +57,30 @@ class AnnotatedImage:
 
 @dataclass(frozen=True)
 class PreparedImage:
-    regions: list[tuple[Box | None, np.ndarray]]  # (face box or None for the whole image, model input)
+    regions: list[tuple[Face | None, np.ndarray]]  # (the face or None for the whole image, model input)
     face_found: bool
 
 
 def prepare(
-    data: bytes, *, spec: InputSpec, detector: FaceDetector, mode: FaceMode, max_pixels: int, margin: float
+    data: bytes,
+    *,
+    spec: InputSpec,
+    detector: FaceDetector,
+    mode: FaceMode,
+    max_pixels: int,
+    margin: float,
+    align: bool,
 ) -> PreparedImage:
     """CPU work for one upload (runs in a worker thread, never on the event loop)."""
     image = decode_image(data, max_pixels=max_pixels)
-    boxes = detector.detect(image) if mode != "off" else []
-    if not boxes:
+    faces = detector.detect(image) if mode != "off" else []
+    if not faces:
         return PreparedImage([(None, to_model_input(image, spec))], face_found=False)
-    chosen = boxes if mode == "all" else boxes[:1]
+    chosen = faces if mode == "all" else faces[:1]
     regions = []
-    for box in chosen:
-        face, used = crop(image, box, margin)
-        regions.append((used, to_model_input(face, spec)))
+    for face in chosen:
+        pixels = face_crop(image, face, detector.framing, margin=margin, align=align)
+        regions.append((face, to_model_input(pixels, spec)))
     return PreparedImage(regions, face_found=True)
 
 
@@ -84,7 +94,8 @@ class Classifier:
     detector: FaceDetector
     engine: DynamicBatcher  # runs the model on batches of inputs
     max_pixels: int
-    margin: float
+    margin: float  # widens the detector's training-like crop, per side (a fraction of its side)
+    align: bool  # turn each face so its eyes are level before cropping (detectors that give the eyes)
     # Uploads being decoded at once: a few large photos at a time, not one per waiting request.
     decoders: anyio.CapacityLimiter
     # Uploads that may wait for a decoder: past them the request is refused at once (503 overloaded),
@@ -92,13 +103,16 @@ class Classifier:
     decode_queue_max: int
     _decoding: int = field(default=0, init=False)  # uploads waiting for or in a decoder now
 
-    def _face(self, box: Box | None, row: np.ndarray) -> FaceResult:
+    def _face(self, face: Face | None, row: np.ndarray) -> FaceResult:
         top = int(np.argmax(row))
         return FaceResult(
-            box=box,
+            box=None if face is None else face.box,
             emotion=self.labels[top],
             confidence=float(row[top]),
             probabilities={label: float(p) for label, p in zip(self.labels, row, strict=True)},
+            face_confidence=None if face is None else face.confidence,
+            right_eye=None if face is None else face.right_eye,
+            left_eye=None if face is None else face.left_eye,
         )
 
     async def classify(self, data: bytes, mode: FaceMode) -> Classification:
@@ -116,6 +130,7 @@ class Classifier:
             mode=mode,
             max_pixels=self.max_pixels,
             margin=self.margin,
+            align=self.align,
         )
         self._decoding += 1
         try:
@@ -127,7 +142,7 @@ class Classifier:
         rows = await asyncio.gather(*(self.engine.predict(x) for _, x in prepared.regions))
         done = time.perf_counter()
         return Classification(
-            faces=[self._face(box, row) for (box, _), row in zip(prepared.regions, rows, strict=True)],
+            faces=[self._face(face, row) for (face, _), row in zip(prepared.regions, rows, strict=True)],
             mode=mode,
             face_found=prepared.face_found,
             model_id=self.model_id,

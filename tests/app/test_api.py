@@ -30,9 +30,10 @@ from PIL import Image, ImageOps
 
 from app.core.config import Settings
 from app.core.errors import OverloadedError
+from app.core.faces import face_crop, yunet
 from app.core.imaging import decode_image
 from app.core.inference import LoadedModel, ModelLoadError, load_model
-from app.core.preprocessing import batch_to_model_input
+from app.core.preprocessing import batch_to_model_input, to_model_input
 from app.main import create_app
 from tests.app.asgi import http_scope
 from tests.app.conftest import (
@@ -154,25 +155,28 @@ def test_ckplus_probabilities_equal_the_training_code(
     ]  # as load_dataset
     expected = predict_probabilities(model, batch_to_model_input(decoded, loaded_model.spec))
 
-    whole_frame = 0
+    detector = client.app.state.service.classifier.detector
+    found = 0
     for path, image, want in zip(ck_samples, decoded, expected, strict=True):
         off = predict(client, path.read_bytes(), name=path.name, faces="off")
         assert_prediction(off, labels)
         assert off["face_found"] is False and off["box"] is None and off["face_detection"] == "off"
         np.testing.assert_allclose(probabilities(off), want, rtol=0, atol=1e-6, err_msg=str(path))
 
-        # Default mode: the crop is itself a face box; where the detector returns the whole crop,
-        # the probabilities are the training ones too.
+        # Default mode: the face in the crop is found and reframed as the training faces were cut;
+        # the probabilities are the model's on that crop, computed here with the same core functions.
         default = predict(client, path.read_bytes(), name=path.name)
         assert_prediction(default, labels)
         assert default["face_detection"] == "largest"
         height, width = image.shape[:2]
         if default["face_found"]:
+            found += 1
             assert box_inside(default["box"], width, height)
-        if default["box"] == {"x": 0, "y": 0, "width": width, "height": height}:
-            whole_frame += 1
-            np.testing.assert_allclose(probabilities(default), want, rtol=0, atol=1e-6, err_msg=str(path))
-    assert whole_frame >= 1, "the detector should frame at least one CK+48 crop as the whole crop"
+            face = detector.detect(image)[0]
+            crop = to_model_input(face_crop(image, face, detector.framing), loaded_model.spec)
+            reframed = predict_probabilities(model, crop[None])[0]
+            np.testing.assert_allclose(probabilities(default), reframed, rtol=0, atol=1e-6, err_msg=str(path))
+    assert found >= 0.8 * len(ck_samples), "a face filling a CK+48 crop should be found"
 
 
 @pytest.mark.parametrize("photo", ["anger_photo", "sadness_photo"])
@@ -187,6 +191,12 @@ def test_photo_face_is_found(client: TestClient, photo: str, request, labels: li
     assert box_inside(body["box"], width, height)
     assert body["box"]["width"] >= 0.2 * min(width, height)  # a face, not a speck
     assert body["model_id"] == client.get("/ready").json()["model_id"]
+    if client.app.state.service.settings.face_detector != "haar" and yunet.unavailable_reason() is None:
+        assert 0.5 <= body["face_confidence"] <= 1
+        eyes = body["eyes"]
+        assert eyes["right"]["x"] < eyes["left"]["x"]
+        for eye in eyes.values():
+            assert box_inside({**{k: int(v) for k, v in eye.items()}, "width": 1, "height": 1}, width, height)
 
 
 def test_faces_all_lists_every_face(client: TestClient, anger_photo: bytes, labels: list[str]) -> None:
@@ -196,10 +206,12 @@ def test_faces_all_lists_every_face(client: TestClient, anger_photo: bytes, labe
     assert isinstance(faces, list) and len(faces) >= 1
     for face in faces:
         assert_prediction({**face, "timing": body["timing"]}, labels)
+        assert face["face_confidence"] is None or 0 <= face["face_confidence"] <= 1
         assert box_inside(face["box"], *Image.open(io.BytesIO(anger_photo)).size)
     areas = [f["box"]["width"] * f["box"]["height"] for f in faces]
     assert areas == sorted(areas, reverse=True)
-    assert {k: body[k] for k in ("box", "emotion", "confidence", "probabilities")} == faces[0]
+    face_keys = ("box", "emotion", "confidence", "probabilities", "face_confidence", "eyes")
+    assert {k: body[k] for k in face_keys} == faces[0]
     largest = predict(client, anger_photo, name="a.jpg", content_type="image/jpeg")
     assert largest["box"] == faces[0]["box"]
     np.testing.assert_allclose(probabilities(largest), probabilities(faces[0]), atol=1e-6)
@@ -219,7 +231,7 @@ def test_no_face_classifies_the_whole_image(client: TestClient, image: bytes, la
         body = predict(client, image, faces=faces)
         assert_prediction(body, labels)
         assert body["face_found"] is False
-        assert body["box"] is None
+        assert body["box"] is None and body["face_confidence"] is None and body["eyes"] is None
         if faces == "all":
             assert [f["box"] for f in body["faces"]] == [None]
 
@@ -624,7 +636,7 @@ def test_decoding_runs_at_most_decode_threads_uploads_at_once(
                 running -= 1
             return detector.detect(image)
 
-        classifier.detector = SimpleNamespace(detect=slow_detect)
+        classifier.detector = SimpleNamespace(detect=slow_detect, framing=detector.framing)
 
         def post(_: int) -> int:
             return client.post("/predict", files=file_part(small_png)).status_code
@@ -819,6 +831,22 @@ def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert settings.model_path == tmp_path / "m.h5"
     assert (settings.max_upload_bytes, settings.max_pixels, settings.port) == (2048, 1000, 9123)
     assert (settings.face_detection, settings.log_level) == ("off", "debug")
+
+
+@pytest.mark.parametrize("name", ["haar", "yunet"])
+def test_face_detector_setting_switches_the_detector(
+    name: str, model_path: Path, loaded_model, anger_photo: bytes
+) -> None:
+    if name == "yunet" and yunet.unavailable_reason() is not None:
+        pytest.skip(f"YuNet cannot run here: {yunet.unavailable_reason()}")
+    with TestClient(create_app(settings_for(model_path, face_detector=name), model=loaded_model)) as client:
+        assert client.app.state.service.classifier.detector.name == name
+        body = predict(client, anger_photo, name="a.jpg", content_type="image/jpeg")
+    assert body["face_found"] is True
+    if name == "haar":  # no score, no eyes
+        assert body["face_confidence"] is None and body["eyes"] is None
+    else:
+        assert 0.5 <= body["face_confidence"] <= 1 and body["eyes"] is not None
 
 
 def test_face_detection_setting_is_the_default_mode(

@@ -37,7 +37,7 @@ def test_uploads_past_the_decode_queue_get_503_at_once(
             assert release.wait(60)
             return detector.detect(image)
 
-        classifier.detector = SimpleNamespace(detect=blocked_detect)
+        classifier.detector = SimpleNamespace(detect=blocked_detect, framing=detector.framing)
 
         def post() -> Any:
             return client.post("/predict", files=file_part(small_png))
