@@ -19,6 +19,7 @@ import httpx
 import numpy as np
 
 from bench.load.services import OURS, REPO_ROOT, Service
+from training.calibration import expected_calibration_error
 from training.ferplus import load_ferplus
 
 EIGHT = ["anger", "contempt", "disgust", "fear", "happy", "neutral", "sadness", "surprise"]
@@ -76,6 +77,18 @@ def main() -> None:
     if "neutral" in labels:
         eight = [max(labels, key=lambda label, p=p: p[label]) for p in probabilities]
         _report("8-way", truth, eight, EIGHT)
+        _calibration("8-way", probabilities, truth, labels)
+    else:
+        _calibration("7-way", [probabilities[i] for i in emotional], [truth[i] for i in emotional], labels)
+
+
+def _calibration(
+    title: str, probabilities: list[dict[str, float]], truth: list[str], labels: list[str]
+) -> None:
+    """ECE (15 bins of the top probability) of the answers as served."""
+    table = np.array([[p[label] for label in labels] for p in probabilities])
+    index = np.array([labels.index(label) for label in truth])
+    print(f"{title} ECE: {expected_calibration_error(table, index):.4f}")
 
 
 if __name__ == "__main__":

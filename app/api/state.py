@@ -58,6 +58,7 @@ class ServiceState:
             max_pixels=settings.max_pixels,
             margin=settings.face_margin,
             align=settings.face_align,
+            test_time_flip=settings.test_time_flip,
             decoders=anyio.CapacityLimiter(settings.decode_threads),
             decode_queue_max=settings.decode_queue_max,
         )

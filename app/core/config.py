@@ -78,6 +78,14 @@ class Settings(BaseSettings):
         description="Turn each face so its eyes are level before cropping (detectors that give eyes: yunet)",
     )
 
+    test_time_flip: bool = Field(
+        True,
+        description=(
+            "Classify each face and its mirror image and average the two (softmax of the mean logits): "
+            "more accurate, twice the model compute"
+        ),
+    )
+
     batch_max_size: int = Field(32, ge=1, description="Most images in one model call")
     batch_max_wait_ms: float = Field(2.0, ge=0.0, description="Longest wait to fill a model batch")
     queue_max: int = Field(256, ge=1, description="Images waiting for the model before 503 + Retry-After")

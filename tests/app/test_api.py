@@ -33,6 +33,7 @@ from app.core.errors import OverloadedError
 from app.core.faces import face_crop, yunet
 from app.core.imaging import decode_image
 from app.core.inference import LoadedModel, ModelLoadError, load_model
+from app.core.pipeline import average_views
 from app.core.preprocessing import batch_to_model_input, to_model_input
 from app.main import create_app
 from tests.app.asgi import http_scope
@@ -140,6 +141,16 @@ def test_not_ready_after_shutdown(model_path: Path, loaded_model, small_png: byt
 # --- /predict on real images -----------------------------------------------------------------------
 
 
+def flip_averaged(model, inputs: np.ndarray) -> np.ndarray:
+    """What the service answers with test-time flip: the training code's probabilities of each input
+    and of its mirror image, combined as the softmax of the mean logits."""
+    from training.fit import predict_probabilities
+
+    plain = predict_probabilities(model, inputs)
+    mirrored = predict_probabilities(model, inputs[:, :, ::-1])
+    return np.stack([average_views([a, b]) for a, b in zip(plain, mirrored, strict=True)])
+
+
 def test_ckplus_probabilities_equal_the_training_code(
     client: TestClient, ck_samples: list[Path], loaded_model, model_path: Path, labels: list[str]
 ) -> None:
@@ -147,13 +158,14 @@ def test_ckplus_probabilities_equal_the_training_code(
     import keras
 
     from training.dataset import MAX_PIXELS
-    from training.fit import predict_probabilities
 
     model = keras.models.load_model(model_path, compile=False)
     decoded = [
         decode_image(path.read_bytes(), max_pixels=MAX_PIXELS) for path in ck_samples
     ]  # as load_dataset
-    expected = predict_probabilities(model, batch_to_model_input(decoded, loaded_model.spec))
+    inputs = batch_to_model_input(decoded, loaded_model.spec)
+    assert client.app.state.service.settings.test_time_flip  # the default: each face and its mirror image
+    expected = flip_averaged(model, inputs)
 
     detector = client.app.state.service.classifier.detector
     found = 0
@@ -174,7 +186,7 @@ def test_ckplus_probabilities_equal_the_training_code(
             assert box_inside(default["box"], width, height)
             face = detector.detect(image)[0]
             crop = to_model_input(face_crop(image, face, detector.framing), loaded_model.spec)
-            reframed = predict_probabilities(model, crop[None])[0]
+            reframed = flip_averaged(model, crop[None])[0]
             np.testing.assert_allclose(probabilities(default), reframed, rtol=0, atol=1e-6, err_msg=str(path))
     assert found >= 0.8 * len(ck_samples), "a face filling a CK+48 crop should be found"
 
@@ -978,3 +990,18 @@ def test_the_server_keeps_idle_connections_longer_than_httpx_does() -> None:
 def test_an_empty_api_key_is_a_configuration_error_not_a_locked_service(model_path: Path) -> None:
     with pytest.raises(ValueError, match="EMOTION_API_KEY is set but empty"):
         settings_for(model_path, api_key="")
+
+
+@pytest.mark.parametrize("flip", [True, False])
+def test_test_time_flip_makes_an_image_and_its_mirror_agree(
+    flip: bool, model_path: Path, loaded_model, anger_photo: bytes
+) -> None:
+    image = np.asarray(Image.open(io.BytesIO(anger_photo)).convert("L"))
+    original, mirrored = encode(image, "PNG"), encode(np.ascontiguousarray(image[:, ::-1]), "PNG")
+    settings = settings_for(model_path, test_time_flip=flip, face_detection="off")
+    with TestClient(create_app(settings, model=loaded_model)) as client:
+        a, b = probabilities(predict(client, original)), probabilities(predict(client, mirrored))
+    if flip:  # the same two views, in the other order
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    else:  # one view each: the model itself is not mirror-symmetric
+        assert np.abs(a - b).max() > 1e-3
