@@ -24,6 +24,14 @@ FacesOption = Annotated[
     Query(description="`largest` (default setting), `all` faces, or `off` (classify the whole image)"),
 ]
 
+ModelOption = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description="The model to answer, by name (GET /models lists them); unset: the default model",
+    ),
+]
+
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="Required when configured")
 
 

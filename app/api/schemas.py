@@ -1,4 +1,5 @@
-"""Pydantic models of every response (requests are multipart uploads, described in the routes).
+"""Pydantic models of every response and of the JSON request bodies (multipart ones are described in the
+routes).
 
 The core answers with plain dataclasses; ``from_*`` constructors shape them into these models.
 """
@@ -109,6 +110,7 @@ class PredictResponse(FacePrediction):
                     "face_detection": "largest",
                     "face_found": True,
                     "faces": None,
+                    "model": "emotion_cnn",
                     "model_id": "emotion_cnn@3f2a9c1b0d4e",
                     "timing": {"decode_ms": 4.1, "inference_ms": 1.2, "total_ms": 5.4},
                 }
@@ -122,17 +124,19 @@ class PredictResponse(FacePrediction):
         None,
         description="With faces=all: every detected face, largest first (the top-level result is the first)",
     )
+    model: str = Field(description="The name of the model that answered (as in ?model=, GET /models)")
     model_id: str = Field(description="Model file stem and the start of its SHA-256")
     timing: Timing
 
     @classmethod
-    def from_classification(cls, result: Classification) -> PredictResponse:
+    def from_classification(cls, result: Classification, model: str) -> PredictResponse:
         faces = [FacePrediction.from_face(face) for face in result.faces]
         return cls(
             **faces[0].model_dump(),
             face_detection=result.mode,
             face_found=result.face_found,
             faces=faces if result.mode == "all" else None,
+            model=model,
             model_id=result.model_id,
             timing=Timing(
                 decode_ms=result.decode_ms, inference_ms=result.inference_ms, total_ms=result.total_ms
@@ -141,14 +145,53 @@ class PredictResponse(FacePrediction):
 
 
 class BatchItem(BaseModel):
-    filename: str | None
+    filename: str | None = Field(description="The uploaded file's name; null for JSON instances")
     ok: bool
     result: PredictResponse | None = None
     error: ErrorDetail | None = None
 
 
 class BatchResponse(BaseModel):
-    results: list[BatchItem] = Field(description="One entry per uploaded file, in upload order")
+    results: list[BatchItem] = Field(
+        description="One entry per uploaded file (or JSON instance), in the order sent"
+    )
+
+
+class ImageInstance(BaseModel):
+    """One image in a JSON body, TensorFlow Serving's way: its file bytes in base64."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    b64: str = Field(
+        description="The image file's bytes (JPEG, PNG, ...), base64 (standard alphabet, padding optional)",
+        examples=["iVBORw0KGgo..."],
+    )
+
+
+class PredictJSONRequest(ImageInstance):
+    """``POST /predict`` with ``Content-Type: application/json``."""
+
+
+class BatchJSONRequest(BaseModel):
+    """``POST /predict/batch`` with ``Content-Type: application/json`` (TF Serving's ``instances``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instances: list[ImageInstance] = Field(min_length=1, description="The images; answered in this order")
+
+
+class ModelSummary(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    name: str = Field(description="What ?model= takes: the model file's stem", examples=["emotion_cnn"])
+    model_id: str = Field(description="Model file stem and the start of its SHA-256")
+    default: bool = Field(description="Answers requests that name no model")
+    labels: list[str] = Field(description="The emotions, in the model's output order")
+    metrics: dict[str, Any] = Field(description="Evaluation figures from the model's metadata")
+
+
+class ModelsResponse(BaseModel):
+    models: list[ModelSummary] = Field(description="Every model served, the default first")
 
 
 class HealthResponse(BaseModel):
@@ -163,6 +206,7 @@ class ReadyResponse(BaseModel):
 class ModelInfo(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
+    name: str = Field(description="What ?model= takes: the model file's stem")
     model_id: str
     path: str
     labels: list[str]

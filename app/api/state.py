@@ -1,22 +1,39 @@
-"""What the running service holds: its settings and, between start and stop, the model and its batcher."""
+"""What the running service holds: its settings and, between start and stop, its models and their batchers.
+
+Every model is served side by side (``?model=NAME``), each with its own batcher and classifier; the first
+one started is the default, which ``model``, ``engine`` and ``classifier`` name.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import anyio
 
+from app.api.metrics import ServiceMetrics, build_metrics
 from app.core.api_keys import KeyRing
 from app.core.batching import DynamicBatcher
 from app.core.config import Settings
-from app.core.errors import NotReadyError
+from app.core.errors import NotReadyError, UnknownModelError
 from app.core.faces import make_detector
 from app.core.inference import LoadedModel
 from app.core.pipeline import Classifier
 from app.core.rate_limit import KeyRateLimiter
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """One model in service: its name (the file stem, as in ``?model=``), batcher and classifier."""
+
+    name: str
+    model: LoadedModel
+    engine: DynamicBatcher
+    classifier: Classifier
+    default: bool
 
 
 @dataclass
@@ -27,10 +44,12 @@ class ServiceState:
     model: LoadedModel | None = None
     engine: DynamicBatcher | None = None
     classifier: Classifier | None = None
+    served: dict[str, ServedModel] = field(default_factory=dict)  # by name, the default first
     ready: bool = False
     draining: bool = False  # a termination signal came: /ready answers 503, requests in flight finish
     keys: KeyRing = field(init=False)
     rate_limiter: KeyRateLimiter | None = field(init=False)
+    metrics: ServiceMetrics = field(default_factory=build_metrics)
 
     def __post_init__(self) -> None:
         settings = self.settings
@@ -38,32 +57,42 @@ class ServiceState:
         per_minute = settings.rate_limit_per_minute
         self.rate_limiter = KeyRateLimiter(per_minute) if per_minute is not None else None
 
-    async def start(self, model: LoadedModel) -> None:
-        """Serve ``model``: start its batcher, build the classifier from the settings, turn ready."""
+    async def start(self, model: LoadedModel, others: Sequence[LoadedModel] = ()) -> None:
+        """Serve ``model`` (the default) and ``others``: one batcher and classifier each, then turn ready."""
         settings = self.settings
-        engine = DynamicBatcher(
-            model.predict_batch,
-            max_batch_size=settings.batch_max_size,
-            max_wait_ms=settings.batch_max_wait_ms,
-            max_queue=settings.queue_max,
-        )
-        await engine.start()
-        self.model, self.engine = model, engine
-        self.classifier = Classifier(
-            spec=model.spec,
-            labels=model.labels,
-            model_id=model.model_id,
-            detector=make_detector(settings.face_detector, min_confidence=settings.min_face_confidence),
-            engine=engine,
-            max_pixels=settings.max_pixels,
-            margin=settings.face_margin,
-            align=settings.face_align,
-            test_time_flip=settings.test_time_flip,
-            decoders=anyio.CapacityLimiter(settings.decode_threads),
-            decode_queue_max=settings.decode_queue_max,
-        )
+        # One detector for every model, used from the shared pool of decoding threads (as one was before).
+        detector = make_detector(settings.face_detector, min_confidence=settings.min_face_confidence)
+        decoders = anyio.CapacityLimiter(settings.decode_threads)  # one pool of decoding threads for all
+        for loaded in (model, *others):
+            name = loaded.path.stem
+            engine = DynamicBatcher(
+                loaded.predict_batch,
+                max_batch_size=settings.batch_max_size,
+                max_wait_ms=settings.batch_max_wait_ms,
+                max_queue=settings.queue_max,
+                name=name,
+                on_batch=self.metrics.batch_observer(name),
+            )
+            await engine.start()
+            classifier = Classifier(
+                spec=loaded.spec,
+                labels=loaded.labels,
+                model_id=loaded.model_id,
+                detector=detector,
+                engine=engine,
+                max_pixels=settings.max_pixels,
+                margin=settings.face_margin,
+                align=settings.face_align,
+                test_time_flip=settings.test_time_flip,
+                decoders=decoders,
+                decode_queue_max=settings.decode_queue_max,
+            )
+            self.served[name] = ServedModel(name, loaded, engine, classifier, default=loaded is model)
+            self.metrics.describe_model(name, loaded.model_id, loaded.labels, default=loaded is model)
+        default = self.served[model.path.stem]
+        self.model, self.engine, self.classifier = default.model, default.engine, default.classifier
         self.ready = True
-        log.info("ready", extra={"model_id": model.model_id})
+        log.info("ready", extra={"model_id": model.model_id, "models": list(self.served)})
 
     def begin_draining(self) -> None:
         """A termination signal came (called from the signal handler: sets a flag, nothing more).
@@ -76,8 +105,8 @@ class ServiceState:
     async def stop(self) -> None:
         """Not ready any more; every request already queued is answered."""
         self.ready = False
-        if self.engine is not None:
-            await self.engine.stop()
+        for served in self.served.values():
+            await served.engine.stop()
 
     def require_classifier(self) -> Classifier:
         if not self.ready or self.classifier is None:
@@ -86,6 +115,19 @@ class ServiceState:
                 headers={"Retry-After": "1"},
             )
         return self.classifier
+
+    def require_model(self, name: str | None = None) -> ServedModel:
+        """The model named ``name`` (None: the default); 503 until started, 404 for an unknown name."""
+        self.require_classifier()
+        if name is None:
+            assert self.model is not None
+            name = self.model.path.stem
+        served = self.served.get(name)
+        if served is None:
+            raise UnknownModelError(
+                f"no model named {name[:80]!r}; this service serves {', '.join(self.served)} (GET /models)"
+            )
+        return served
 
     def require_ready(self) -> LoadedModel:
         """The model, when this process should get traffic: started and not draining (else 503)."""

@@ -1,4 +1,5 @@
-"""Reading multipart uploads with byte limits enforced while the body streams in."""
+"""Reading multipart uploads with byte limits enforced while the body streams in (JSON bodies:
+``app/api/json_uploads.py``)."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from app.core.errors import (
 )
 
 MULTIPART_OVERHEAD = 64 * 1024  # boundaries and part headers around the file bytes
+MULTIPART = "multipart/form-data"
+JSON = "application/json"
 
 
 class InvalidMultipartError(ServiceError):
@@ -36,6 +39,9 @@ class InvalidMultipartError(ServiceError):
 class BodyLimitMiddleware:
     """Answers 413 as soon as a request body is known to exceed its route's limit, 408 when it is too slow.
 
+    ``limit_for(path, media_type)`` gives the limit of a request (None: no limit): a route may take a
+    larger JSON body than a multipart one, since base64 makes the image a third larger.
+
     A declared Content-Length over the limit is refused before any byte is read; a body without one
     (chunked) is counted as it streams and cut off at the limit, so memory stays flat. Uvicorn has no
     body read timeout, so the whole body must arrive within ``body_timeout_s`` of the first read: a slow
@@ -43,18 +49,22 @@ class BodyLimitMiddleware:
     """
 
     def __init__(
-        self, app: ASGIApp, limit_for_path: Callable[[str], int | None], body_timeout_s: float = 30.0
+        self, app: ASGIApp, limit_for: Callable[[str, str], int | None], body_timeout_s: float = 30.0
     ) -> None:
         self.app = app
-        self.limit_for_path = limit_for_path
+        self.limit_for = limit_for
         self.body_timeout_s = body_timeout_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = self.limit_for_path(scope["path"]) if scope["type"] == "http" else None
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        limit = self.limit_for(scope["path"], media_type(headers.get(b"content-type", b"").decode("latin-1")))
         if limit is None:
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length")
+        declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             state = scope.setdefault("state", {})
             state["error_code"] = UploadTooLargeError.code
@@ -88,6 +98,11 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
 
+def media_type(content_type: str) -> str:
+    """``multipart/form-data; boundary=x`` -> ``multipart/form-data`` (lower case)."""
+    return content_type.split(";", 1)[0].strip().lower()
+
+
 def _too_large_message(limit: int) -> str:
     return f"the upload is larger than the limit of {limit} bytes"
 
@@ -117,10 +132,10 @@ async def read_form(request: Request, *, max_files: int, max_file_bytes: int) ->
     at most ``max_file_bytes + 1`` bytes: the caller sees that it is too large, memory stays flat.
     """
     content_type = request.headers.get("content-type", "")
-    if not content_type.lower().startswith("multipart/form-data"):
+    if not content_type.lower().startswith(MULTIPART):
         raise NotMultipartError(
             "send the image as multipart/form-data with a field named 'file', "
-            f"not {content_type or 'no content type'}"
+            f"not {content_type[:100] or 'no content type'}"
         )
     limit = max_files + 1
     parser = _UploadParser(

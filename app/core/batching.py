@@ -83,7 +83,10 @@ class DynamicBatcher:
         max_wait_ms: float = 2.0,
         max_queue: int = 256,
         name: str = "model",
+        on_batch: Callable[[int, int], None] | None = None,
     ) -> None:
+        """``on_batch(size, queue_depth)`` is called on the event loop as each batch starts (for metrics:
+        its size and the inputs still waiting); it must be quick and not raise."""
         if max_batch_size < 1 or max_queue < 1 or max_wait_ms < 0:
             raise ValueError("max_batch_size and max_queue must be >= 1 and max_wait_ms >= 0")
         self._run_batch = run_batch
@@ -91,6 +94,7 @@ class DynamicBatcher:
         self._max_wait_ms = max_wait_ms
         self._max_queue = max_queue
         self._name = name
+        self._on_batch = on_batch
         self._queue: deque[_Pending] = deque()
         self._wakeup = asyncio.Event()  # set on every change the worker may be waiting for
         self._executor: ThreadPoolExecutor | None = None
@@ -225,6 +229,8 @@ class DynamicBatcher:
         self._items += len(batch)
         self._largest = max(self._largest, len(batch))
         self._saturated = len(batch) == self._max_batch_size
+        if self._on_batch is not None:
+            self._on_batch(len(batch), len(self._queue))
         try:
             outputs = await loop.run_in_executor(self._executor, self._call, [p.item for p in batch])
         except Exception as exc:  # goes to exactly the callers of this batch

@@ -13,7 +13,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from app.core.faces import DetectorName, FaceMode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MODEL_PATH = REPO_ROOT / "models" / "emotion_cnn.h5"
+SHIPPED_MODELS_DIR = REPO_ROOT / "models"
+DEFAULT_MODEL_PATH = SHIPPED_MODELS_DIR / "emotion_cnn.h5"
 
 
 class Settings(BaseSettings):
@@ -24,6 +25,14 @@ class Settings(BaseSettings):
 
     model_path: Path = Field(
         DEFAULT_MODEL_PATH, description="Keras .h5 model; its metadata .json lies beside it"
+    )
+    models: Annotated[list[Path] | None, NoDecode] = Field(
+        None,
+        description=(
+            "Every model served side by side (chosen with ?model=NAME, NAME the file stem): .h5 paths or "
+            "bare names of models shipped in models/, comma-separated or a JSON list. Unset: every "
+            "models/*.h5. The default model (model_path) is always served too"
+        ),
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -121,6 +130,46 @@ class Settings(BaseSettings):
     )
     _file_keys: list[SecretStr] = PrivateAttr(default_factory=list)
 
+    @field_validator("models", mode="before")
+    @classmethod
+    def _model_list(cls, value: Any) -> Any:
+        """A JSON list or comma-separated entries; a bare name ``NAME`` means ``models/NAME.h5``."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except json.JSONDecodeError:
+                    raise ValueError("EMOTION_MODELS starts with '[' but is not a JSON list") from None
+            else:
+                value = [entry.strip() for entry in text.split(",") if entry.strip()]
+        if not isinstance(value, list):
+            return value
+        return [
+            SHIPPED_MODELS_DIR / f"{entry}.h5" if isinstance(entry, str) and _is_bare_name(entry) else entry
+            for entry in value
+        ]
+
+    @property
+    def served_model_paths(self) -> list[Path]:
+        """The default model first, then the others, each once; their stems (the names) are unique."""
+        listed = self.models if self.models is not None else sorted(SHIPPED_MODELS_DIR.glob("*.h5"))
+        paths: list[Path] = []
+        for path in [self.model_path, *listed]:
+            if not any(path.resolve() == known.resolve() for known in paths):
+                paths.append(path)
+        return paths
+
+    @model_validator(mode="after")
+    def _model_names_unique(self) -> Settings:
+        names = [path.stem for path in self.served_model_paths]
+        clashes = sorted({name for name in names if names.count(name) > 1})
+        if clashes:
+            raise ValueError(
+                f"EMOTION_MODELS: two models are named {', '.join(clashes)} (a model's name is its file stem)"
+            )
+        return self
+
     @field_validator("api_key")
     @classmethod
     def _key_not_empty(cls, key: SecretStr | None) -> SecretStr | None:
@@ -176,9 +225,21 @@ class Settings(BaseSettings):
         single = [self.api_key] if self.api_key is not None else []
         return [*single, *self.api_keys, *self._file_keys]
 
+    metrics_enabled: bool = Field(
+        True, description="Serve GET /metrics (Prometheus); false: 404, nothing exposed"
+    )
+    metrics_require_api_key: bool = Field(
+        False,
+        description="GET /metrics asks for an X-API-Key like /predict (when keys are configured)",
+    )
+
     cors_origins: list[str] = Field(
         default_factory=list, description="Origins allowed by CORS (none by default)"
     )
+
+
+def _is_bare_name(entry: str) -> bool:
+    return "/" not in entry and "\\" not in entry and not entry.endswith(".h5")
 
 
 @lru_cache

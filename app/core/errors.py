@@ -102,3 +102,17 @@ class ClientDisconnectedError(ServiceError):
 
     status_code = 400
     code = "client_disconnected"
+
+
+class InvalidBase64Error(ServiceError):
+    """A JSON body's ``b64`` is not base64 (standard alphabet, padding optional)."""
+
+    status_code = 400
+    code = "invalid_base64"
+
+
+class UnknownModelError(ServiceError):
+    """``?model=NAME`` names no model this service serves (``GET /models`` lists them)."""
+
+    status_code = 404
+    code = "unknown_model"
