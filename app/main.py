@@ -33,8 +33,7 @@ def body_limits_by_type(settings: Settings) -> dict[str, dict[str, int]]:
 
 
 def body_limits(settings: Settings) -> dict[str, int]:
-    """The most bytes a request body may hold, for each upload route, whatever its media type (nginx
-    mirrors them: it cannot tell JSON from multipart)."""
+    """The most bytes a request body may hold, for each upload route, the largest of its media types."""
     return {path: max(limits.values()) for path, limits in body_limits_by_type(settings).items()}
 
 

@@ -149,7 +149,7 @@ def build_cases(ckplus_dir: Path, photo: Path) -> list[Case]:
                   "image/png", 413, "image_too_large"),
         Case("wrong field name (image)", 422, "missing_file",
              files={"image": (crops[0].name, crops[0].read_bytes(), "image/png")}),
-        Case("non-multipart body (JSON)", 415, "expected_multipart",
+        Case("JSON body of the wrong shape", 422, "invalid_request",
              content=json.dumps({"file": "not an upload"}).encode(), content_type="application/json"),
     ]  # fmt: skip
     return cases

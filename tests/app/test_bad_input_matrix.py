@@ -68,6 +68,17 @@ def one_file(data: bytes, name: str = "image.png", content_type: str = "image/pn
     return Call(files=file_part(data, name, content_type), **kw)
 
 
+JSON_TYPE = {"content-type": "application/json"}
+
+
+def json_call(body: Any, **kw: Any) -> Call:
+    return Call(content=json.dumps(body).encode(), headers=JSON_TYPE, **kw)
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
 def raw_part(data: bytes, disposition: str | None, content_type: str | None) -> bytes:
     """A multipart body with one hand-written part (for what HTTP client libraries will not send)."""
     head = "--B\r\n" if disposition is None else f"--B\r\nContent-Disposition: {disposition}\r\n"
@@ -169,9 +180,18 @@ MATRIX = [
         lambda _: Call(files={"image": ("a.png", png(), "image/png")}), 422, "missing_file"),
     Row("extra form field (`faces` sent as a field, not a query parameter)",
         lambda _: Call(files=file_part(png()), data={"faces": "all"}), 422, "unexpected_field"),
-    Row("non-multipart body (JSON)",
-        lambda _: Call(content=json.dumps({"file": base64.b64encode(png()).decode()}).encode(),
-                       headers={"content-type": "application/json"}), 415, "expected_multipart"),
+    Row("JSON body of the wrong shape (`file` instead of `b64`)",
+        lambda _: json_call({"file": base64.b64encode(png()).decode()}), 422, "invalid_request"),
+    Row("JSON body that is not JSON", lambda _: Call(content=b'{"b64": ', headers=JSON_TYPE),
+        422, "invalid_request"),
+    Row("JSON `b64` that is not base64", lambda _: json_call({"b64": "not base64!"}), 400, "invalid_base64"),
+    Row("JSON batch with no instances",
+        lambda _: json_call({"instances": []}, path="/predict/batch"), 422, "invalid_request"),
+    Row("JSON batch over the file limit (4 instances, limit 3)",
+        lambda _: json_call({"instances": [{"b64": b64(TINY)}] * 4}, path="/predict/batch",
+                            app="limited_client"), 422, "too_many_files"),
+    Row("unknown model (`?model=nope`)", lambda _: one_file(TINY, path="/predict?model=nope"),
+        404, "unknown_model"),
     Row("wrong request content type (`text/plain` holding a PNG)",
         lambda _: Call(content=png(), headers={"content-type": "text/plain"}), 415, "expected_multipart"),
     Row("multipart without a boundary",
@@ -197,6 +217,8 @@ MATRIX = [
     # sizes
     Row("upload over the byte limit (5 KB file, limit 4 KiB)",
         lambda _: one_file(noisy_png(), app="limited_client"), 413, "upload_too_large"),
+    Row("JSON image over the byte limit (5 KB file, limit 4 KiB)",
+        lambda _: json_call({"b64": b64(noisy_png())}, app="limited_client"), 413, "upload_too_large"),
     Row("body over the request limit (200 KB, declared length)",
         lambda _: one_file(b"\0" * 200_000, app="limited_client"), 413, "upload_too_large"),
     Row("decompression bomb: header declares 100000 x 100000",
@@ -216,6 +238,8 @@ MATRIX = [
         "image_decode_failed"),
     # valid but odd images: classified
     Row("1x1 image", lambda _: one_file(TINY), 200, PREDICTION),
+    Row("JSON image (`b64`)",
+        lambda _: json_call({"b64": b64(png())}), 200, PREDICTION),
     Row("1 x 40000 strip (not enlarged without bound for face detection)",
         lambda _: one_file(encode(np.full((1, 40_000), 90, np.uint8), "PNG")), 200, PREDICTION),
     Row("16-bit gray PNG", lambda _: one_file(sixteen_bit_png()), 200, PREDICTION),
@@ -262,7 +286,7 @@ def test_bad_input_matrix(row: Row, request: pytest.FixtureRequest, labels: list
 def test_the_docs_show_the_matrix() -> None:
     """docs/hardening.md lists every row of MATRIX as `| input | status | code |`, in order."""
     text = DOCS.read_text(encoding="utf-8")
-    rows = re.findall(r"^\| (.+?) \| (\d{3}) \| `?([a-z_]+)`? \|$", text, flags=re.MULTILINE)
+    rows = re.findall(r"^\| (.+?) \| (\d{3}) \| `?([a-z0-9_]+)`? \|$", text, flags=re.MULTILINE)
     assert rows == [(row.input, str(row.status), row.code) for row in MATRIX]
 
 

@@ -25,7 +25,7 @@ EXPECTED_INVALID = {
     "zero-byte file": (400, "empty_file"),
     "bomb: header declares 100000 x 100000": (413, "image_too_large"),
     "wrong field name (image)": (422, "missing_file"),
-    "non-multipart body (JSON)": (415, "expected_multipart"),
+    "JSON body of the wrong shape": (422, "invalid_request"),
 }
 
 

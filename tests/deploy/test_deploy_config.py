@@ -19,9 +19,10 @@ from typing import Any
 import pytest
 import yaml
 
+from app.api.json_uploads import json_upload_limit
 from app.api.uploads import MULTIPART_OVERHEAD
 from app.core.config import Settings
-from app.main import body_limits, create_app
+from app.main import body_limits, body_limits_by_type, create_app
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = REPO_ROOT / "docker-compose.yml"
@@ -128,9 +129,21 @@ def test_nginx_body_limits_match_the_service() -> None:
 
     assert limit_kib("/predict") * 1024 == per_file + MULTIPART_OVERHEAD
     assert limit_kib("/predict/batch") * 1024 == files * (per_file + MULTIPART_OVERHEAD)
-    # Every upload route of the service has its own location with the service's limit.
-    for path, limit in body_limits(Settings(max_upload_bytes=per_file)).items():
-        assert limit_kib(path) * 1024 == limit, path
+    # JSON bodies (base64: 4/3 of the file) go through /_json/PATH, with the service's JSON limit.
+    assert limit_kib("/_json/predict") * 1024 == json_upload_limit(per_file)
+    # Every upload route of the service has its own location with the service's limit, per media type.
+    for path, limits in body_limits_by_type(Settings(max_upload_bytes=per_file)).items():
+        for media_type, limit in limits.items():
+            location = f"/_json{path}" if media_type == "application/json" else path
+            assert limit_kib(location) * 1024 == limit, (path, media_type)
+    assert set(body_limits(Settings())) == {"/predict", "/predict/batch", "/annotate"}
+
+
+def test_nginx_keeps_the_metrics_private() -> None:
+    """/metrics is answered 404 by nginx itself, never proxied to a replica."""
+    match = re.search(r"location = /metrics \{([^}]*)\}", NGINX_CONF.read_text())
+    assert match, "nginx has no location for /metrics: it would be proxied (public)"
+    assert "return 404" in match.group(1) and "proxy_pass" not in match.group(1)
 
 
 def test_nginx_drops_idle_replica_connections_before_the_replica_does() -> None:

@@ -8,6 +8,7 @@ is not installed (failed in CI, whose .ci/run installs it).
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -135,3 +136,28 @@ def test_oversized_upload_gets_the_service_json_413(balancer: str) -> None:
     assert headers.get("Content-Type") == "application/json"
     assert body["error"]["code"] == "upload_too_large"
     assert body["error"]["request_id"] == "big-1"
+
+
+def test_metrics_are_not_public_through_the_balancer(balancer: str) -> None:
+    """nginx answers /metrics itself (404, the service's error shape); Prometheus scrapes replicas."""
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(f"{balancer}/metrics", timeout=10)
+    assert caught.value.code == 404
+    assert json.load(caught.value)["error"]["code"] == "not_found"
+
+
+def test_a_json_body_reaches_the_service_with_its_query(balancer: str, face_png: bytes) -> None:
+    """A JSON body goes through nginx's /_json/predict location (the base64 limit), query and all."""
+    body = json.dumps({"b64": base64.b64encode(face_png).decode()}).encode()
+    request = urllib.request.Request(
+        f"{balancer}/predict?model=emotion_cnn_neutral&faces=all",
+        data=body,
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        answer = json.load(response)
+    assert (answer["model"], answer["face_detection"]) == ("emotion_cnn_neutral", "all")
+    with pytest.raises(urllib.error.HTTPError) as caught:  # the internal location is not public
+        urllib.request.urlopen(f"{balancer}/_json/predict", data=body, timeout=10)
+    assert caught.value.code == 404
