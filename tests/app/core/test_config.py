@@ -114,3 +114,51 @@ def test_the_shutdown_bound_and_decode_queue_from_the_environment(monkeypatch: p
     monkeypatch.setenv("EMOTION_SHUTDOWN_TIMEOUT_S", "0")
     with pytest.raises(ValidationError):
         Settings()
+
+
+# --- EMOTION_MODELS: the models served side by side ---------------------------------------------------
+
+
+def test_every_shipped_model_is_served_by_default_the_default_model_first() -> None:
+    from app.core.config import DEFAULT_MODEL_PATH, SHIPPED_MODELS_DIR
+
+    paths = Settings().served_model_paths
+    assert paths[0] == DEFAULT_MODEL_PATH
+    assert sorted(p.name for p in paths) == sorted(p.name for p in SHIPPED_MODELS_DIR.glob("*.h5"))
+    assert [p.stem for p in paths] == ["emotion_cnn", "emotion_cnn_neutral"]
+
+
+@pytest.mark.parametrize(
+    "value", ["emotion_cnn_neutral", " emotion_cnn_neutral , emotion_cnn ", '["emotion_cnn_neutral"]']
+)
+def test_models_by_bare_name_comma_separated_or_json(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from app.core.config import SHIPPED_MODELS_DIR
+
+    monkeypatch.setenv("EMOTION_MODELS", value)
+    paths = Settings().served_model_paths
+    assert [p.stem for p in paths] == ["emotion_cnn", "emotion_cnn_neutral"]  # the default once, first
+    assert paths[1] == SHIPPED_MODELS_DIR / "emotion_cnn_neutral.h5"
+
+
+def test_models_by_path_and_an_other_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("EMOTION_MODEL_PATH", str(tmp_path / "mine.h5"))
+    monkeypatch.setenv("EMOTION_MODELS", f"{tmp_path / 'other.h5'}")
+    assert [p.name for p in Settings().served_model_paths] == ["mine.h5", "other.h5"]
+    monkeypatch.setenv("EMOTION_MODELS", "")
+    assert [p.name for p in Settings().served_model_paths] == ["mine.h5"]  # empty: the default only
+
+
+def test_two_models_with_one_name_stop_the_service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("EMOTION_MODELS", f"{tmp_path / 'emotion_cnn.h5'}")
+    with pytest.raises(ValidationError, match="two models are named emotion_cnn"):
+        Settings()
+    monkeypatch.setenv("EMOTION_MODELS", "[not json")
+    with pytest.raises(ValidationError, match="not a JSON list"):
+        Settings()
+
+
+def test_metrics_are_on_and_open_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = Settings()
+    assert settings.metrics_enabled is True and settings.metrics_require_api_key is False
+    monkeypatch.setenv("EMOTION_METRICS_ENABLED", "false")
+    assert Settings().metrics_enabled is False
