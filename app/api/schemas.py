@@ -24,6 +24,12 @@ EXAMPLE_PROBABILITIES = {
 }
 
 
+# A 1x1 gray PNG: a request made from the docs' example gets a real answer.
+EXAMPLE_PNG_BASE64 = (
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAAAAAA6fptVAAAACklEQVR4nGNoAAAAggCBd81ytgAAAABJRU5ErkJggg=="
+)
+
+
 class ErrorDetail(BaseModel):
     code: str = Field(description="Stable machine-readable error code", examples=["unsupported_image_type"])
     message: str = Field(
@@ -162,9 +168,11 @@ class ImageInstance(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # format "byte": OpenAPI's name for base64 data (fuzzers generate base64 strings for it).
     b64: str = Field(
         description="The image file's bytes (JPEG, PNG, ...), base64 (standard alphabet, padding optional)",
-        examples=["iVBORw0KGgo..."],
+        examples=[EXAMPLE_PNG_BASE64],
+        json_schema_extra={"format": "byte"},
     )
 
 

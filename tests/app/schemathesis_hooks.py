@@ -1,4 +1,5 @@
-"""Schemathesis hooks: the `file` parts it generates are real images of the declared type.
+"""Schemathesis hooks: the `file` parts it generates are real images of the declared type, and the
+JSON bodies' `b64` strings (OpenAPI format `byte`) are real images in base64.
 
 The OpenAPI schema says `file` is binary with one of the image media types (`encoding.file.contentType`);
 no JSON schema can say "bytes that decode as a PNG", so without these strategies Schemathesis sends
@@ -9,6 +10,7 @@ the command line, named by ``SCHEMATHESIS_HOOKS=tests.app.schemathesis_hooks`` (
 
 from __future__ import annotations
 
+import base64
 import io
 
 import numpy as np
@@ -57,9 +59,16 @@ def partial_encode(fmt: str):  # a named closure keeps Hypothesis' repr of the s
     return encode
 
 
+def any_image_base64() -> st.SearchStrategy[str]:
+    """A small valid image of any accepted format, in base64 (a JSON body's `b64`)."""
+    images = st.one_of(*(image_bytes(media_type) for media_type in IMAGE_TYPES))
+    return images.map(lambda data: base64.b64encode(data).decode())
+
+
 def register() -> None:
     for media_type in IMAGE_TYPES:
         schemathesis.openapi.media_type(media_type, image_bytes(media_type))
+    schemathesis.openapi.format("byte", any_image_base64())
 
 
 register()

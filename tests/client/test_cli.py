@@ -230,3 +230,18 @@ def test_an_unreachable_service_fails_every_file(image: Path, capsys: pytest.Cap
 
     status, _, err = run_cli(["predict", str(image)], capsys, transport=httpx.MockTransport(refuse))
     assert status == 1 and "- connection_error: connection refused" in err
+
+
+def test_model_picks_one_of_the_models_the_service_serves(
+    service_url: str, photo_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Against the real service (both shipped models): --model goes as ?model= and that model answers;
+    an unknown name is each file's 404 unknown_model."""
+    out = tmp_path / "results.jsonl"
+    args = ["predict", str(photo_folder), "--url", service_url, "--out", str(out)]
+    status, _, err = run_cli([*args, "--model", "emotion_cnn_neutral"], capsys)
+    assert status == 0, err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and all(row["model_id"].startswith("emotion_cnn_neutral@") for row in rows)
+    status, _, err = run_cli([*args, "--model", "nope"], capsys)
+    assert status == 1 and "unknown_model" in err

@@ -350,3 +350,25 @@ def test_start_twice_is_an_error() -> None:
         await batcher.stop()
 
     run(main)
+
+
+def test_on_batch_sees_each_batch_size_and_what_is_left_waiting() -> None:
+    """The hook metrics use: called once per batch, with its size and the queue left behind."""
+
+    async def main() -> None:
+        seen: list[tuple[int, int]] = []
+        model = Recorder(gated=True)
+        batcher = await started(
+            DynamicBatcher(model, max_batch_size=4, on_batch=lambda size, depth: seen.append((size, depth)))
+        )
+        first = asyncio.create_task(batcher.predict(image(0)))
+        await model.wait_started()  # the first batch (1 input) holds the model thread
+        rest = [asyncio.create_task(batcher.predict(image(i))) for i in range(1, 7)]
+        await until(lambda: batcher.stats.queue_depth == 6)
+        model.gate.set()
+        await asyncio.gather(first, *rest)
+        await batcher.stop()
+        assert seen == [(1, 0), (4, 2), (2, 0)]
+        assert [size for size, _ in seen] == model.sizes
+
+    run(main)
