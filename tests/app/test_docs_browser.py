@@ -7,6 +7,7 @@ must have rendered the operations (``POST /predict`` in the DOM) and the screens
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import shutil
@@ -107,10 +108,19 @@ def test_docs_render_offline_in_chromium(live_url: str, tmp_path: Path) -> None:
     assert "swagger-ui" in html
     # The operations were rendered from /openapi.json (they are not in the served HTML).
     assert "opblock" in html, html[-2000:]
-    for path in ("/predict", "/predict/batch", "/annotate", "/health", "/ready", "/model"):
+    for path in (
+        "/predict",
+        "/predict/batch",
+        "/annotate",
+        "/health",
+        "/ready",
+        "/model",
+        "/models",
+        "/metrics",
+    ):
         assert f'class="opblock-summary-path" data-path="{path}"' in html, path
     methods = re.findall(r'class="opblock-summary-method">([A-Z]+)<', html)
-    assert sorted(methods) == ["GET", "GET", "GET", "POST", "POST", "POST"], methods
+    assert sorted(methods) == ["GET"] * 5 + ["POST"] * 3, methods
 
     shot = tmp_path / "docs.png"
     done = _chromium(
@@ -143,5 +153,9 @@ def test_live_service_answers_a_real_photo(live_url: str, photos_dir: Path) -> N
     files = [("file", ("a.jpg", photo, "image/jpeg")), ("file", ("t.jpg", b"text", "image/jpeg"))]
     results = httpx.post(f"{live_url}/predict/batch", files=files, timeout=30).json()["results"]
     assert [r["ok"] for r in results] == [True, False]
-    error = httpx.post(f"{live_url}/predict", json={"file": "x"}, timeout=30)
+    error = httpx.post(
+        f"{live_url}/predict", content=b"x", headers={"content-type": "text/plain"}, timeout=30
+    )
     assert error.status_code == 415 and error.json()["error"]["code"] == "expected_multipart"
+    as_json = httpx.post(f"{live_url}/predict", json={"b64": base64.b64encode(photo).decode()}, timeout=30)
+    assert as_json.json()["probabilities"] == pytest.approx(body["probabilities"], abs=1e-6)
