@@ -4,12 +4,15 @@ prometheus-client's multiprocess mode (PROMETHEUS_MULTIPROC_DIR, several workers
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
@@ -181,3 +184,44 @@ def test_without_the_variable_each_app_has_its_own_registry(
     second = create_app(settings_for(model_path), model=loaded_model).state.service.metrics
     first.requests.labels(method="GET", route="/x", status="200").inc()
     assert b'route="/x"' in first.exposition() and b'route="/x"' not in second.exposition()
+
+
+@pytest.mark.slow
+def test_two_uvicorn_workers_answer_the_same_totals(tmp_path: Path, photos_dir: Path) -> None:
+    """For real: `uvicorn --workers 2` with PROMETHEUS_MULTIPROC_DIR; whichever worker answers /metrics,
+    it counts the requests both workers answered."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, MULTIPROC_ENV: str(tmp_path), "EMOTION_LOG_LEVEL": "warning", "EMOTION_MODELS": ""}
+    command = [sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port), "--workers", "2"]
+    server = subprocess.Popen(command, cwd=REPO_ROOT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 240
+        pids: set[str] = set()
+        while len(pids) < 2:  # both workers up: each wrote its files
+            assert time.monotonic() < deadline, "the two workers did not start"
+            assert server.poll() is None, "uvicorn exited"
+            pids = {path.stem.rsplit("_", 1)[-1] for path in tmp_path.glob("gauge_max_*.db")}
+            time.sleep(0.5)
+        photo = (photos_dir / "anger_01.jpg").read_bytes()
+        with httpx.Client(base_url=url, timeout=60) as client:
+            while client.get("/ready").status_code != 200:
+                time.sleep(0.5)
+            for _ in range(6):
+                # a new connection each time, so both workers get some
+                answer = httpx.post(
+                    f"{url}/predict", files={"file": ("a.jpg", photo, "image/jpeg")}, timeout=60
+                )
+                assert answer.status_code == 200
+            for _ in range(4):
+                found = samples(httpx.get(f"{url}/metrics", timeout=30).text)
+                key = (
+                    "emotion_http_requests_total",
+                    frozenset({"method": "POST", "route": "/predict", "status": "200"}.items()),
+                )
+                assert found[key] == 6
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
