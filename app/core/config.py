@@ -153,7 +153,11 @@ class Settings(BaseSettings):
     @property
     def served_model_paths(self) -> list[Path]:
         """The default model first, then the others, each once; their stems (the names) are unique."""
-        listed = self.models if self.models is not None else sorted(SHIPPED_MODELS_DIR.glob("*.h5"))
+        if self.models is not None:
+            listed = self.models
+        else:  # every shipped model, but the default's name stays the default's (a retrained copy)
+            shipped = sorted(SHIPPED_MODELS_DIR.glob("*.h5"))
+            listed = [path for path in shipped if path.stem != self.model_path.stem]
         paths: list[Path] = []
         for path in [self.model_path, *listed]:
             if not any(path.resolve() == known.resolve() for known in paths):

@@ -32,10 +32,7 @@ def add_routes(router: APIRouter, settings: Settings) -> None:
         dependencies=api_key_dependencies(settings) if protected else [],
         response_class=PrometheusResponse,
         responses={
-            200: {
-                "description": "Prometheus text format",
-                "content": {CONTENT_TYPE.split(";")[0]: {"schema": {"type": "string"}}},
-            },
+            200: {"description": "Prometheus text format (the media type says its version)"},
             **error_responses(*((401, *rate_limit_statuses(settings)) if protected else ())),
         },
         summary="Prometheus metrics: requests, latency, batches, queues, predictions, faces, models",

@@ -148,6 +148,19 @@ def test_models_by_path_and_an_other_default(monkeypatch: pytest.MonkeyPatch, tm
     assert [p.name for p in Settings().served_model_paths] == ["mine.h5"]  # empty: the default only
 
 
+def test_a_default_named_like_a_shipped_model_replaces_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """EMOTION_MODELS unset: a retrained emotion_cnn.h5 elsewhere (e.g. mounted at /models) is the
+    default and the shipped one of that name is left out, instead of a name clash."""
+    monkeypatch.setenv("EMOTION_MODEL_PATH", str(tmp_path / "emotion_cnn.h5"))
+    paths = Settings().served_model_paths
+    assert paths[0] == tmp_path / "emotion_cnn.h5" and [p.stem for p in paths] == [
+        "emotion_cnn",
+        "emotion_cnn_neutral",
+    ]
+
+
 def test_two_models_with_one_name_stop_the_service(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("EMOTION_MODELS", f"{tmp_path / 'emotion_cnn.h5'}")
     with pytest.raises(ValidationError, match="two models are named emotion_cnn"):
