@@ -32,8 +32,10 @@ RUN python -m venv /opt/venv \
 FROM python:3.11-slim AS source
 
 COPY app/ /app/app/
-# The default model (tracked in git) is baked in; mount another and point EMOTION_MODEL_PATH at it.
+# The shipped models (tracked in git) are baked in and served side by side (EMOTION_MODELS unset: every
+# /app/models/*.h5); mount another and point EMOTION_MODEL_PATH (or EMOTION_MODELS) at it.
 COPY models/emotion_cnn.h5 models/emotion_cnn.json /app/models/
+COPY models/emotion_cnn_neutral.h5 models/emotion_cnn_neutral.json /app/models/
 COPY deploy/healthcheck.py /app/healthcheck.py
 # unchecked-hash: the .pyc files are used whatever the files' timestamps become in the image.
 RUN python -m compileall -q --invalidation-mode unchecked-hash /app/app

@@ -85,6 +85,10 @@ def test_the_image_serves_the_baked_model_on_all_interfaces() -> None:
     assert env["EMOTION_MODEL_PATH"] == "/app/models/emotion_cnn.h5"
     text = DOCKERFILE.read_text()
     assert "COPY models/emotion_cnn.h5 models/emotion_cnn.json /app/models/" in text
+    # every shipped model, so that the image serves them side by side as a checkout does
+    for shipped in sorted((REPO_ROOT / "models").glob("*.h5")):
+        assert f"COPY models/{shipped.name} models/{shipped.stem}.json /app/models/" in text, shipped.name
+        assert f"!models/{shipped.name}" in (REPO_ROOT / ".dockerignore").read_text()
     assert re.search(r"^USER 10001:10001$", text, re.M), "the image must run as uid 10001"
     assert (REPO_ROOT / "models" / "emotion_cnn.h5").is_file()
 
