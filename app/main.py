@@ -12,11 +12,12 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi_offline import FastAPIOffline
 
+from app.api.challenge_desk import ChallengeDesk
 from app.api.error_handlers import install_error_handlers
 from app.api.metrics import MetricsMiddleware
 from app.api.observability import RequestContextMiddleware
 from app.api.openapi import DESCRIPTION
-from app.api.routes import annotate, demo, health, metrics, predict
+from app.api.routes import annotate, challenges, demo, health, metrics, predict, stream
 from app.api.routes import models as models_routes
 from app.api.shutdown import on_termination
 from app.api.state import ServiceState
@@ -93,6 +94,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.service = state
+    app.state.challenges = ChallengeDesk(settings)  # open challenges, token secret (routes/challenges.py)
     install_error_handlers(app)
 
     app.add_middleware(
@@ -112,7 +114,7 @@ def create_app(
 
     # Added to the app's own router, not include_router'd: FastAPI 0.165 nests an included router as
     # one entry of app.routes, and app.routes must list every route (tests and tools read it).
-    for routes in (health, models_routes, predict, annotate, metrics, demo):
+    for routes in (health, models_routes, predict, annotate, metrics, challenges, stream, demo):
         routes.add_routes(app.router, settings)
     return app
 

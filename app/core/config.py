@@ -241,6 +241,59 @@ class Settings(BaseSettings):
         default_factory=list, description="Origins allowed by CORS (none by default)"
     )
 
+    # --- /stream and the expression challenge (app/api/routes/stream.py, challenges.py) ---------------
+    stream_max_frame_bytes: int = Field(
+        2 * 1024 * 1024, ge=1024, description="Largest /stream frame; a larger one gets an error message"
+    )
+    stream_max_fps: float = Field(
+        30.0, gt=0, description="Frames a /stream connection may send per second; more are dropped"
+    )
+    challenge_secret: SecretStr | None = Field(
+        None,
+        description=(
+            "HMAC secret of the challenge tokens; unset: a random one per process (tokens then fail after "
+            "a restart and on another worker or replica)"
+        ),
+    )
+    challenge_pool: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["happy", "surprise", "neutral", "anger", "sadness"],
+        description="Expressions challenge steps are drawn from (comma-separated); the model's labels only",
+    )
+    challenge_min_steps: int = Field(2, ge=2, le=4, description="Fewest steps of a challenge")
+    challenge_max_steps: int = Field(3, ge=2, le=4, description="Most steps of a challenge")
+    challenge_hold_frames: int = Field(
+        3, ge=1, le=100, description="Processed frames in a row each step must be held"
+    )
+    challenge_threshold: float = Field(
+        0.5, ge=0.5, lt=1.0, description="Probability a step's expression must reach in those frames"
+    )
+    challenge_min_similarity: float = Field(
+        0.75,
+        ge=-1.0,
+        le=1.0,
+        description=(
+            "During a challenge, a face whose appearance correlates less than this with its track's last "
+            "frame starts a new track (and so fails the challenge)"
+        ),
+    )
+    challenge_ttl_s: float = Field(30.0, gt=0, le=600, description="A challenge must be passed within this")
+    challenge_max_open: int = Field(1000, ge=1, description="Challenges open at once (then 503)")
+    challenge_token_ttl_s: float = Field(
+        120.0, gt=0, le=3600, description="Lifetime of a passed challenge's token"
+    )
+
+    @field_validator("challenge_pool", mode="before")
+    @classmethod
+    def _pool_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            return (
+                json.loads(text)
+                if text.startswith("[")
+                else [v.strip() for v in text.split(",") if v.strip()]
+            )
+        return value
+
 
 def _is_bare_name(entry: str) -> bool:
     return "/" not in entry and "\\" not in entry and not entry.endswith(".h5")

@@ -116,3 +116,38 @@ class UnknownModelError(ServiceError):
 
     status_code = 404
     code = "unknown_model"
+
+
+class ChallengeError(ServiceError):
+    """The expression challenge asked for is not open: unknown, already used or expired."""
+
+    status_code = 404
+    code = "challenge_unavailable"
+
+
+class ChallengeLimitError(ServiceError):
+    """``EMOTION_CHALLENGE_MAX_OPEN`` challenges are open already."""
+
+    status_code = 503
+    code = "too_many_challenges"
+
+
+class StreamConfigError(ServiceError):
+    """The first text message of a /stream connection is not a valid configuration."""
+
+    status_code = 422
+    code = "invalid_stream_config"
+
+
+class FrameTooLargeError(ServiceError):
+    """A /stream frame over ``EMOTION_STREAM_MAX_FRAME_BYTES`` (dropped; the stream goes on)."""
+
+    status_code = 413
+    code = "frame_too_large"
+
+
+class ChallengesUnavailableError(ServiceError):
+    """The model has too few of ``EMOTION_CHALLENGE_POOL``'s expressions to draw a challenge from."""
+
+    status_code = 503
+    code = "challenges_unavailable"
