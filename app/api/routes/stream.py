@@ -105,11 +105,19 @@ class StreamSession:
     secret: bytes
     attempt: ChallengeAttempt | None
     config: StreamConfig = field(default_factory=StreamConfig)
-    tracker: FaceTracker = field(default_factory=FaceTracker)
+    tracker: FaceTracker = field(init=False)
     mailbox: LatestFrame = field(default_factory=LatestFrame)
     rate_dropped: int = 0
     frames: int = 0  # frames received
     _send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        self.tracker = self.new_tracker()
+
+    def new_tracker(self) -> FaceTracker:
+        return FaceTracker(
+            half_life=self.config.half_life, min_similarity=self.settings.challenge_min_similarity
+        )
 
     @property
     def dropped(self) -> int:
@@ -135,7 +143,7 @@ class StreamSession:
         if config.model is not None and config.model not in (model_name, self.classifier.model_id):
             raise StreamConfigError(f"unknown model {config.model!r}; this service serves {model_name!r}")
         self.config = config
-        self.tracker = FaceTracker(half_life=config.half_life)
+        self.tracker = self.new_tracker()
 
     def ready_message(self) -> StreamReady:
         return StreamReady(
