@@ -256,7 +256,7 @@ class Settings(BaseSettings):
         ),
     )
     challenge_pool: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["happy", "surprise", "neutral", "anger", "sadness"],
+        default_factory=lambda: ["happy", "surprise", "neutral", "sadness"],  # docs/challenge.md: why
         description="Expressions challenge steps are drawn from (comma-separated); the model's labels only",
     )
     challenge_min_steps: int = Field(2, ge=2, le=4, description="Fewest steps of a challenge")
