@@ -17,7 +17,7 @@ from app.api.error_handlers import install_error_handlers
 from app.api.metrics import MetricsMiddleware
 from app.api.observability import RequestContextMiddleware
 from app.api.openapi import DESCRIPTION
-from app.api.routes import annotate, challenges, demo, health, metrics, predict, stream
+from app.api.routes import annotate, challenges, demo, health, live, metrics, predict, stream
 from app.api.routes import models as models_routes
 from app.api.shutdown import on_termination
 from app.api.state import ServiceState
@@ -114,7 +114,7 @@ def create_app(
 
     # Added to the app's own router, not include_router'd: FastAPI 0.165 nests an included router as
     # one entry of app.routes, and app.routes must list every route (tests and tools read it).
-    for routes in (health, models_routes, predict, annotate, metrics, challenges, stream, demo):
+    for routes in (health, models_routes, predict, annotate, metrics, challenges, stream, live, demo):
         routes.add_routes(app.router, settings)
     return app
 
