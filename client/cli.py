@@ -12,10 +12,10 @@ from collections.abc import Sequence
 
 import httpx
 
-from client import annotate, predict
+from client import annotate, predict, video
 from client.service import UsageError
 
-COMMANDS = (predict, annotate)
+COMMANDS = (predict, annotate, video)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -79,7 +79,10 @@ def test_training_imports_nothing_of_the_web_layer() -> None:
 
 
 def test_the_client_imports_nothing_of_the_service_side() -> None:
-    assert violations("client", SERVICE_SIDE) == []
+    # OpenCV reads and writes video for `emotion-client video` only (client/video.py, imported lazily when
+    # that command runs: tests/client/test_imports.py checks that importing the client loads no cv2).
+    assert violations("client", SERVICE_SIDE, exempt=("client.video",)) == []
+    assert [v for v in violations("client", SERVICE_SIDE) if not v.endswith(" imports cv2")] == []
 
 
 @pytest.mark.parametrize(
