@@ -55,6 +55,7 @@ log = logging.getLogger(__name__)
 STREAM = "/stream"
 CLOSE_POLICY = 1008
 CLOSE_TRY_LATER = 1013
+CLOSE_INTERNAL = 1011
 
 
 class LatestFrame:
@@ -231,6 +232,11 @@ class StreamSession:
             except ServiceError as exc:  # a bad frame, or the service is busy: say so, go on
                 await self.send_error(index, exc)
                 continue
+            except Exception:  # a bug: say so and close (1011), never leave the client waiting
+                log.exception("stream frame %d failed", index)
+                await close_with(self.websocket, CLOSE_INTERNAL, ServiceError("internal error"))
+                raise
+            del data  # the frame's bytes are not kept while the answer is sent
             await self.send(message)
 
     async def receive(self) -> None:

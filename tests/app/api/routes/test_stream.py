@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,12 +13,15 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from app.api.routes.stream import LatestFrame
+from app.api.routes.stream import LatestFrame, StreamSession
+from app.core.config import Settings
 from app.core.inference import LoadedModel
+from app.core.pipeline import Classification
 from app.main import create_app
 from tests.app.conftest import API_KEY, settings_for
 
 FLOOD_FRAMES = 40
+MEGABYTE = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +197,69 @@ def test_not_ready_closes_with_1013(idle_client: TestClient) -> None:
         with pytest.raises(WebSocketDisconnect) as closed:
             ws.receive_text()
     assert closed.value.code == 1013
+
+
+class BlockedClassifier:
+    """Classifies nothing until ``gate`` opens: the service is slower than the frames come."""
+
+    model_id = "fake@0"
+    max_pixels = 10**6
+
+    def __init__(self) -> None:
+        self.labels = ["a", "b"]
+        self.gate = asyncio.Event()
+        self.calls = 0
+
+    async def classify(self, data: bytes, mode: str) -> Classification:
+        self.calls += 1
+        await self.gate.wait()
+        return Classification([], mode, False, self.model_id, 0.0, 0.0, 0.0)  # type: ignore[arg-type]
+
+
+class FloodingSocket:
+    """Sends ``count`` frames of ``size`` bytes as fast as they are read, each made when it is read."""
+
+    def __init__(self, count: int, size: int) -> None:
+        self.count, self.size, self.read = count, size, 0
+        self.sent: list[str] = []
+        self.peak_while_flooding = 0
+
+    async def receive(self) -> dict[str, Any]:
+        await asyncio.sleep(0)  # the processing task gets its turns
+        if self.read == self.count:
+            self.peak_while_flooding = tracemalloc.get_traced_memory()[1]
+            return {"type": "websocket.disconnect"}
+        self.read += 1
+        return {"type": "websocket.receive", "bytes": bytes([self.read % 256]) * self.size}
+
+    async def send_text(self, text: str) -> None:
+        self.sent.append(text)
+
+
+def test_a_flood_holds_at_most_a_few_frames_in_memory() -> None:
+    """200 frames of 1 MiB against a service that answers none of them: memory stays at a few frames."""
+
+    async def scenario() -> tuple[StreamSession, FloodingSocket, BlockedClassifier, int]:
+        socket, classifier = FloodingSocket(200, MEGABYTE), BlockedClassifier()
+        settings = Settings(stream_max_fps=10**6, stream_max_frame_bytes=2 * MEGABYTE)
+        session = StreamSession(socket, classifier, settings, b"secret", None)  # type: ignore[arg-type]
+        tracemalloc.start()
+        try:
+            baseline = tracemalloc.get_traced_memory()[0]
+            worker = asyncio.create_task(session.work())
+            await session.receive()
+            classifier.gate.set()
+            await asyncio.sleep(0.05)  # the blocked frame and the newest one are answered
+            worker.cancel()
+            return session, socket, classifier, socket.peak_while_flooding - baseline
+        finally:
+            tracemalloc.stop()
+
+    session, socket, classifier, growth = asyncio.run(scenario())
+    assert socket.read == 200
+    assert growth < 5 * MEGABYTE, growth  # 200 MiB went through
+    assert classifier.calls == 2  # the first frame (blocked) and the newest one
+    assert session.mailbox.dropped == 198
+    answers = [json.loads(text) for text in socket.sent if '"frame"' in text]
+    assert [a["frame"] for a in answers if a["type"] == "frame"] == [0, 199]
+    assert answers[-1]["dropped"] == 198
