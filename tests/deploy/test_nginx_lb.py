@@ -161,3 +161,13 @@ def test_a_json_body_reaches_the_service_with_its_query(balancer: str, face_png:
     with pytest.raises(urllib.error.HTTPError) as caught:  # the internal location is not public
         urllib.request.urlopen(f"{balancer}/_json/predict", data=body, timeout=10)
     assert caught.value.code == 404
+
+
+def test_the_websocket_stream_passes_through(balancer: str, face_png: bytes) -> None:
+    from websockets.sync.client import connect
+
+    with connect(balancer.replace("http://", "ws://") + "/stream", open_timeout=30) as ws:
+        ws.send(face_png)
+        assert json.loads(ws.recv(timeout=30))["type"] == "ready"
+        message = json.loads(ws.recv(timeout=30))
+    assert message["type"] == "frame" and message["frame"] == 0 and message["faces"][0]["track_id"] == 1
