@@ -65,6 +65,6 @@ def add_routes(router: APIRouter, settings: Settings) -> None:
         "/challenges/verify",
         verify_challenge,
         summary="Check a passed challenge's token (valid once)",
-        responses=error_responses(401, 422, *rate_limit_statuses(settings)),
+        responses=error_responses(400, 401, 422, *rate_limit_statuses(settings)),  # 400: not JSON
         **common,
     )
