@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 import anyio
+import numpy as np
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
 
@@ -48,7 +49,7 @@ from app.core.errors import (
     UnauthorizedError,
 )
 from app.core.pipeline import Classifier
-from app.core.tracking import Detection, FaceTracker, face_signatures
+from app.core.tracking import Detection, FaceTracker, TrackedFace, face_signatures
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +162,7 @@ class StreamSession:
         classifier = self.classifier
         result = await classifier.classify(data, self.config.faces)
         boxes = [face.box for face in result.faces]
-        signatures: list = [None] * len(boxes)
+        signatures: list[np.ndarray | None] = [None] * len(boxes)
         if self.attempt is not None and self.attempt.status == "pending":
             # The appearance of each face, so that another face put in the same place breaks the track.
             signatures = await anyio.to_thread.run_sync(
@@ -169,7 +170,7 @@ class StreamSession:
                 limiter=classifier.decoders,
             )
         detections = [
-            Detection(face.box, list(face.probabilities.values()), signature)  # type: ignore[arg-type]
+            Detection(face.box, np.array(list(face.probabilities.values())), signature)
             for face, signature in zip(result.faces, signatures, strict=True)
         ]
         tracked = self.tracker.update(detections)
@@ -200,7 +201,7 @@ class StreamSession:
             challenge=self.judge(tracked),
         )
 
-    def judge(self, tracked: list) -> ChallengeProgress | None:
+    def judge(self, tracked: list[TrackedFace]) -> ChallengeProgress | None:
         attempt = self.attempt
         if attempt is None:
             return None
