@@ -38,7 +38,7 @@ import numpy as np
 
 from app.core.challenge import Challenge, ChallengeAttempt
 from app.core.config import DEFAULT_MODEL_PATH, REPO_ROOT
-from app.core.faces import Box, FaceDetector
+from app.core.faces import Box, make_detector
 from app.core.inference import LoadedModel, load_model
 from app.core.pipeline import prepare
 from app.core.tracking import Detection, FaceTracker, face_signatures
@@ -48,7 +48,7 @@ FERPLUS_NAMES = {"happiness": "happy"}  # FER+ column -> this project's label
 MAX_PIXELS = 40_000_000
 THRESHOLDS = (0.5, 0.7, 0.9)
 HOLDS = (2, 3)  # a CK+48 sequence has 3 frames: a longer hold would only repeat them
-SIMILARITIES = (0.5, 0.75, 0.85)
+SIMILARITIES = (0.5, 0.65, 0.75, 0.85)
 KINDS = ("genuine", "photo", "wrong_order", "swapped_ckplus", "ferplus_photos", "ferplus_random")
 
 
@@ -59,15 +59,24 @@ class Frame:
     signature: np.ndarray
 
 
-def classify_files(model: LoadedModel, files: list[Path]) -> list[Frame]:
-    detector = FaceDetector()
+def classify_files(model: LoadedModel, files: list[Path], detector_name: str) -> list[Frame]:
+    # The service's defaults: EMOTION_FACE_DETECTOR=auto, EMOTION_MIN_FACE_CONFIDENCE=0.5, no margin or
+    # alignment.
+    detector = make_detector(detector_name, min_confidence=0.5)  # type: ignore[arg-type]
     regions, boxes, signatures = [], [], []
     for path in files:
         data = path.read_bytes()
         prepared = prepare(
-            data, spec=model.spec, detector=detector, mode="largest", max_pixels=MAX_PIXELS, margin=0
+            data,
+            spec=model.spec,
+            detector=detector,
+            mode="largest",
+            max_pixels=MAX_PIXELS,
+            margin=0,
+            align=False,
         )
-        box, x = prepared.regions[0]
+        face, x = prepared.regions[0]
+        box = None if face is None else face.box
         regions.append(x)
         boxes.append(box)
         signatures.append(face_signatures(data, [box], max_pixels=MAX_PIXELS)[0])
@@ -152,6 +161,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
     parser.add_argument("--trials", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--detector", default="auto", choices=("auto", "yunet", "haar"))
     parser.add_argument("--pool", default=POOL, help=f"comma-separated expressions (default: {POOL})")
     args = parser.parse_args()
 
@@ -164,13 +174,16 @@ def main() -> None:
     rng = random.Random(args.seed)
     fer_random_paths = rng.sample(sorted(p for ps in fer_paths.values() for p in ps), 400)
     fer_files = sorted({p for ps in fer_paths.values() for p in ps[:200]} | set(fer_random_paths))
-    frames = dict(zip(ck_files + fer_files, classify_files(model, ck_files + fer_files), strict=True))
+    frames = dict(
+        zip(ck_files + fer_files, classify_files(model, ck_files + fer_files, args.detector), strict=True)
+    )
     ck = {s: {e: [frames[p] for p in ps] for e, ps in seqs.items()} for s, seqs in sequences.items()}
     fer = {label: [frames[p] for p in ps[:200]] for label, ps in fer_paths.items()}
     fer_all = [frames[p] for p in fer_random_paths]
     no_face = sum(frame.box is None for frame in frames.values())
     print(
-        f"model {model.model_id}; pool {pool}; {len(ck_files)} CK+48 frames of {len(ck)} subjects, "
+        f"model {model.model_id}; detector {args.detector}; pool {pool}; "
+        f"{len(ck_files)} CK+48 frames of {len(ck)} subjects, "
         f"{len(fer_files)} FER+ valid photos; no face found in {no_face} images; "
         f"classified in {time.perf_counter() - started:.0f} s"
     )

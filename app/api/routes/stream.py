@@ -185,7 +185,7 @@ class StreamSession:
                     box=None
                     if box is None
                     else FaceBox(x=box.x, y=box.y, width=box.width, height=box.height),
-                    face_confidence=getattr(face, "face_confidence", None),
+                    face_confidence=face.face_confidence,
                     emotion=max(smoothed, key=smoothed.__getitem__),
                     probabilities=face.probabilities,
                     smoothed=smoothed,
