@@ -40,7 +40,7 @@ from app.core.challenge import Challenge, ChallengeAttempt
 from app.core.config import DEFAULT_MODEL_PATH, REPO_ROOT
 from app.core.faces import Box, make_detector
 from app.core.inference import LoadedModel, load_model
-from app.core.pipeline import prepare
+from app.core.pipeline import average_views, prepare
 from app.core.tracking import Detection, FaceTracker, face_signatures
 
 POOL = "happy,surprise,neutral,sadness"  # the default EMOTION_CHALLENGE_POOL
@@ -59,7 +59,7 @@ class Frame:
     signature: np.ndarray
 
 
-def classify_files(model: LoadedModel, files: list[Path], detector_name: str) -> list[Frame]:
+def classify_files(model: LoadedModel, files: list[Path], detector_name: str, flip: bool) -> list[Frame]:
     # The service's defaults: EMOTION_FACE_DETECTOR=auto, EMOTION_MIN_FACE_CONFIDENCE=0.5, no margin or
     # alignment.
     detector = make_detector(detector_name, min_confidence=0.5)  # type: ignore[arg-type]
@@ -82,7 +82,13 @@ def classify_files(model: LoadedModel, files: list[Path], detector_name: str) ->
         signatures.append(face_signatures(data, [box], max_pixels=MAX_PIXELS)[0])
     probabilities = []
     for start in range(0, len(regions), 256):
-        probabilities.extend(model.predict_batch(np.stack(regions[start : start + 256])))
+        batch = np.stack(regions[start : start + 256])
+        if not flip:
+            probabilities.extend(model.predict_batch(batch))
+            continue
+        # EMOTION_TEST_TIME_FLIP (on by default): each face and its mirror, averaged as the service does.
+        plain, mirrored = model.predict_batch(batch), model.predict_batch(batch[:, :, ::-1])
+        probabilities.extend(average_views([a, b]) for a, b in zip(plain, mirrored, strict=True))
     return [Frame(b, p, s) for b, p, s in zip(boxes, probabilities, signatures, strict=True)]
 
 
@@ -162,6 +168,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=400)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--detector", default="auto", choices=("auto", "yunet", "haar"))
+    parser.add_argument(
+        "--no-flip", action="store_true", help="no test-time flip (EMOTION_TEST_TIME_FLIP=false)"
+    )
     parser.add_argument("--pool", default=POOL, help=f"comma-separated expressions (default: {POOL})")
     args = parser.parse_args()
 
@@ -175,14 +184,18 @@ def main() -> None:
     fer_random_paths = rng.sample(sorted(p for ps in fer_paths.values() for p in ps), 400)
     fer_files = sorted({p for ps in fer_paths.values() for p in ps[:200]} | set(fer_random_paths))
     frames = dict(
-        zip(ck_files + fer_files, classify_files(model, ck_files + fer_files, args.detector), strict=True)
+        zip(
+            ck_files + fer_files,
+            classify_files(model, ck_files + fer_files, args.detector, not args.no_flip),
+            strict=True,
+        )
     )
     ck = {s: {e: [frames[p] for p in ps] for e, ps in seqs.items()} for s, seqs in sequences.items()}
     fer = {label: [frames[p] for p in ps[:200]] for label, ps in fer_paths.items()}
     fer_all = [frames[p] for p in fer_random_paths]
     no_face = sum(frame.box is None for frame in frames.values())
     print(
-        f"model {model.model_id}; detector {args.detector}; pool {pool}; "
+        f"model {model.model_id}; detector {args.detector}; flip {not args.no_flip}; pool {pool}; "
         f"{len(ck_files)} CK+48 frames of {len(ck)} subjects, "
         f"{len(fer_files)} FER+ valid photos; no face found in {no_face} images; "
         f"classified in {time.perf_counter() - started:.0f} s"
