@@ -17,7 +17,7 @@ class StreamConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     faces: FaceMode = Field("all", description="`all` faces (default), the `largest`, or `off`")
-    model: str | None = Field(None, description="Model name (the served model's; others come later)")
+    model: str | None = Field(None, description="A served model's name (GET /models); default: the default")
     half_life: float = Field(
         3.0, ge=0, le=1000, description="Smoothing half-life in processed frames (0: no smoothing)"
     )

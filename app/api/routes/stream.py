@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -111,6 +112,7 @@ class StreamSession:
     mailbox: LatestFrame = field(default_factory=LatestFrame)
     rate_dropped: int = 0
     frames: int = 0  # frames received
+    find_model: Callable[[str], Classifier] | None = None  # a served model's classifier by name
     _send_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
@@ -141,9 +143,18 @@ class StreamSession:
                 f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()
             )
             raise StreamConfigError(f"invalid configuration: {problems}") from None
-        model_name = self.classifier.model_id.partition("@")[0]
-        if config.model is not None and config.model not in (model_name, self.classifier.model_id):
-            raise StreamConfigError(f"unknown model {config.model!r}; this service serves {model_name!r}")
+        if config.model is not None:  # one of the models served side by side (GET /models)
+            if self.find_model is None:
+                raise StreamConfigError("this stream cannot switch models")
+            try:
+                self.classifier = self.find_model(config.model)
+                if self.attempt is not None:  # the challenge's steps must be labels of that model
+                    attempt = self.attempt
+                    self.attempt = ChallengeAttempt(
+                        attempt.challenge, self.classifier.labels, attempt.hold_frames, attempt.threshold
+                    )
+            except ServiceError as exc:
+                raise StreamConfigError(f"invalid configuration: {exc.message}") from None
         self.config = config
         self.tracker = self.new_tracker()
 
@@ -320,7 +331,14 @@ async def stream(websocket: WebSocket) -> None:
         except ServiceError as exc:
             await close_with(websocket, CLOSE_POLICY, exc)
             return
-    session = StreamSession(websocket, classifier, service.settings, desk.secret, attempt)
+    session = StreamSession(
+        websocket,
+        classifier,
+        service.settings,
+        desk.secret,
+        attempt,
+        find_model=lambda name: service.require_model(name).classifier,
+    )
     worker = asyncio.create_task(session.work())
     try:
         await session.receive()

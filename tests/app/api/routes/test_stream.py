@@ -263,3 +263,20 @@ def test_a_flood_holds_at_most_a_few_frames_in_memory() -> None:
     answers = [json.loads(text) for text in socket.sent if '"frame"' in text]
     assert [a["frame"] for a in answers if a["type"] == "frame"] == [0, 199]
     assert answers[-1]["dropped"] == 198
+
+
+def test_a_stream_may_ask_for_another_served_model(
+    model_path: Path, loaded_model: LoadedModel, anger_photo: bytes
+) -> None:
+    from app.core.config import SHIPPED_MODELS_DIR
+    from app.core.inference import load_model
+
+    neutral = load_model(SHIPPED_MODELS_DIR / "emotion_cnn_neutral.h5")
+    app = create_app(settings_for(model_path, models=None), model=loaded_model, models=[neutral])
+    with TestClient(app) as client, client.websocket_connect("/stream") as ws:
+        ws.send_text(json.dumps({"model": "emotion_cnn_neutral"}))
+        ready = receive(ws)
+        assert ready["model_id"] == neutral.model_id and "neutral" in ready["labels"]
+        ws.send_bytes(anger_photo)
+        frame = receive(ws)
+    assert frame["model_id"] == neutral.model_id and list(frame["faces"][0]["smoothed"]) == ready["labels"]
