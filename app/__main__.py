@@ -1,4 +1,8 @@
-"""``python -m app``: check the model, then serve it with uvicorn on the configured host and port."""
+"""``python -m app``: check the model, then serve it with uvicorn on the configured host and port.
+
+One worker (``EMOTION_WORKERS=1``): this process loads the model and serves it. Several: the model is
+checked in a child process, then uvicorn's supervisor runs the workers (``app/workers.py``).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pydantic import ValidationError
 from app.api.observability import configure_logging
 from app.core.config import get_settings
 from app.core.inference import ModelLoadError, load_model
+from app.workers import check_model_in_child, provide_prometheus_dir, serve_workers, server_options
 
 
 def main() -> int:
@@ -27,23 +32,19 @@ def main() -> int:
     # app.main builds its module-level app from the settings: imported only once they are known good.
     from app.main import create_app
 
+    if settings.workers > 1:
+        problem = check_model_in_child(settings)  # fail fast, with one line, before binding the port
+        if problem is not None:
+            print(f"error: cannot start the service: {problem}", file=sys.stderr)
+            return 1
+        provide_prometheus_dir()
+        return serve_workers(settings, log_config)
     try:
         model = load_model(settings.model_path)  # fail fast, with one line, before binding the port
     except ModelLoadError as exc:
         print(f"error: cannot start the service: {exc}", file=sys.stderr)
         return 1
-    uvicorn.run(
-        create_app(settings, model=model),
-        host=settings.host,
-        port=settings.port,
-        log_config=log_config,
-        timeout_keep_alive=settings.keep_alive_s,  # longer than the clients' own idle timeouts
-        # SIGTERM: stop accepting, give the requests in flight this long, then exit (app/api/shutdown.py)
-        timeout_graceful_shutdown=settings.shutdown_timeout_s,
-        limit_concurrency=512,  # beyond this many connections uvicorn answers 503 at once
-        backlog=1024,
-        server_header=False,
-    )
+    uvicorn.run(create_app(settings, model=model), **server_options(settings, log_config))
     return 0
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -15,6 +17,12 @@ from app.core.faces import DetectorName, FaceMode
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SHIPPED_MODELS_DIR = REPO_ROOT / "models"
 DEFAULT_MODEL_PATH = SHIPPED_MODELS_DIR / "emotion_cnn.h5"
+DEFAULT_MODEL_CACHE_DIR = Path(tempfile.gettempdir()) / "emotion-model-cache"
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity; a container's CPU quota is not seen)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 class Settings(BaseSettings):
@@ -37,10 +45,26 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    workers: int = Field(
+        default_factory=usable_cores,
+        ge=1,
+        description=(
+            "Server processes (each with its own event loop, model and batcher), sharing the port; "
+            "default one per core. In Kubernetes one per pod is usually right (scale with replicas)"
+        ),
+    )
 
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest accepted file, in bytes")
     max_pixels: int = Field(40_000_000, ge=1, description="Largest accepted image (width x height)")
     max_batch_files: int = Field(16, ge=1, description="Most files in one /predict/batch request")
+    decode_min_side: int = Field(
+        1280,
+        ge=64,
+        description=(
+            "Large JPEGs are decoded at 1/2, 1/4 or 1/8 size while the long side stays at least this long "
+            "(faces are found on at most 320 px and classified at 48x48); boxes stay in original pixels"
+        ),
+    )
     decode_threads: int = Field(
         4,
         ge=1,

@@ -29,19 +29,54 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def rss_mib(pid: int) -> float:
-    """Resident memory of ``pid`` now (``VmRSS``), in MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its descendants now (a multi-worker service: the parent and its workers)."""
+    tree, index = [pid], 0
+    while index < len(tree):
+        for task in Path(f"/proc/{tree[index]}/task").glob("*"):
+            try:
+                tree += [int(child) for child in (task / "children").read_text().split()]
+            except OSError:  # the process or thread has just ended
+                continue
+        index += 1
+    return tree
+
+
+def _own_rss_mib(pid: int) -> float:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:  # it has just ended
+        return 0.0
+    for line in lines:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
-    raise RuntimeError(f"no VmRSS for process {pid}")
+    return 0.0
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of ``pid`` and its descendants now (``VmRSS`` added up), in MiB."""
+    if not Path(f"/proc/{pid}").exists():
+        raise RuntimeError(f"no process {pid}")
+    return sum(_own_rss_mib(each) for each in process_tree(pid))
+
+
+def worker_rss_mib(pid: int) -> list[float]:
+    """Resident memory of each process of the service (the parent first), in MiB."""
+    return [_own_rss_mib(each) for each in process_tree(pid)]
+
+
+def _own_cpu_seconds(pid: int) -> float:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15)
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time used so far by every thread of ``pid``."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # the command name may hold spaces
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime (fields 14 and 15)
+    """User + system CPU time used so far by every thread of ``pid`` and of its descendants."""
+    return sum(_own_cpu_seconds(each) for each in process_tree(pid))
 
 
 def command_for(kind: str, port: int) -> list[str]:

@@ -924,14 +924,15 @@ def test_lifespan_fails_fast_on_a_missing_model(tmp_path: Path) -> None:
         pass
 
 
-def test_python_m_app_with_a_missing_model_prints_one_line(tmp_path: Path) -> None:
-    env = {**os.environ, "EMOTION_MODEL_PATH": "/nonexistent.h5"}
+@pytest.mark.parametrize("workers", ["1", "2"])  # two: checked in a child process before binding
+def test_python_m_app_with_a_missing_model_prints_one_line(workers: str) -> None:
+    env = {**os.environ, "EMOTION_MODEL_PATH": "/nonexistent.h5", "EMOTION_WORKERS": workers}
     done = subprocess.run(
         [sys.executable, "-m", "app"], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode != 0
     output = done.stdout + done.stderr
-    assert "Traceback" not in output
+    assert "Traceback" not in output and "Started parent process" not in output
     errors = [line for line in output.splitlines() if line.startswith("error: cannot start the service")]
     assert len(errors) == 1, output
     assert "/nonexistent.h5" in errors[0] and "EMOTION_MODEL_PATH" in errors[0]
@@ -967,6 +968,7 @@ def test_python_m_app_closes_idle_connections_after_the_configured_keep_alive(
     import app.__main__ as entry
 
     served: dict[str, Any] = {}
+    monkeypatch.setenv("EMOTION_WORKERS", "1")  # several: app/workers.py (tests/app/test_workers.py)
     monkeypatch.setenv("EMOTION_KEEP_ALIVE_S", "33")
     monkeypatch.setenv("EMOTION_SHUTDOWN_TIMEOUT_S", "7")
     monkeypatch.setattr(entry.uvicorn, "run", lambda app, **options: served.update(options))
