@@ -86,6 +86,7 @@ class ServiceState:
                 test_time_flip=settings.test_time_flip,
                 decoders=decoders,
                 decode_queue_max=settings.decode_queue_max,
+                decode_min_side=settings.decode_min_side,
             )
             self.served[name] = ServedModel(name, loaded, engine, classifier, default=loaded is model)
             self.metrics.describe_model(name, loaded.model_id, loaded.labels, default=loaded is model)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 
 import anyio
@@ -17,7 +17,7 @@ from app.core.annotation import annotate_image
 from app.core.batching import RETRY_AFTER, DynamicBatcher
 from app.core.errors import OverloadedError
 from app.core.faces import Box, Face, FaceDetector, FaceMode, Point, face_crop
-from app.core.imaging import decode_image
+from app.core.imaging import DecodedImage, decode_reduced
 from app.core.preprocessing import InputSpec, to_model_input
 
 
@@ -61,6 +61,27 @@ class PreparedImage:
     face_found: bool
 
 
+def in_original_pixels(face: Face, decoded: DecodedImage) -> Face:
+    """A face found on a reduced decoding (its box and eyes), in the pixels of the full-size image."""
+    scale = decoded.scale
+    if scale == 1.0:
+        return face
+    box, (width, height) = face.box, decoded.original_size
+    x0, y0 = round(box.x * scale), round(box.y * scale)
+    x1 = min(width, round((box.x + box.width) * scale))
+    y1 = min(height, round((box.y + box.height) * scale))
+
+    def point(eye: Point | None) -> Point | None:
+        return None if eye is None else (eye[0] * scale, eye[1] * scale)
+
+    return replace(
+        face,
+        box=Box(x0, y0, x1 - x0, y1 - y0),
+        right_eye=point(face.right_eye),
+        left_eye=point(face.left_eye),
+    )
+
+
 def prepare(
     data: bytes,
     *,
@@ -70,9 +91,15 @@ def prepare(
     max_pixels: int,
     margin: float,
     align: bool,
+    min_side: int | None = None,
 ) -> PreparedImage:
-    """CPU work for one upload (runs in a worker thread, never on the event loop)."""
-    image = decode_image(data, max_pixels=max_pixels)
+    """CPU work for one upload (runs in a worker thread, never on the event loop).
+
+    A large JPEG is decoded at a reduced size when its long side stays at least ``min_side``
+    (``app.core.imaging.decode_reduced``); the faces returned are in the full-size image's pixels.
+    """
+    decoded = decode_reduced(data, max_pixels=max_pixels, min_side=min_side)
+    image = decoded.pixels
     faces = detector.detect(image) if mode != "off" else []
     if not faces:
         return PreparedImage([(None, to_model_input(image, spec))], face_found=False)
@@ -80,7 +107,7 @@ def prepare(
     regions = []
     for face in chosen:
         pixels = face_crop(image, face, detector.framing, margin=margin, align=align)
-        regions.append((face, to_model_input(pixels, spec)))
+        regions.append((in_original_pixels(face, decoded), to_model_input(pixels, spec)))
     return PreparedImage(regions, face_found=True)
 
 
@@ -116,6 +143,8 @@ class Classifier:
     # Uploads that may wait for a decoder: past them the request is refused at once (503 overloaded),
     # so an overloaded service answers quickly instead of making every request wait longer.
     decode_queue_max: int
+    # JPEGs are decoded at 1/2, 1/4 or 1/8 size while their long side stays at least this (None: never).
+    decode_min_side: int | None = None
     _decoding: int = field(default=0, init=False)  # uploads waiting for or in a decoder now
 
     async def _probabilities(self, x: np.ndarray) -> np.ndarray:
@@ -153,6 +182,7 @@ class Classifier:
             max_pixels=self.max_pixels,
             margin=self.margin,
             align=self.align,
+            min_side=self.decode_min_side,
         )
         self._decoding += 1
         try:
