@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from app.api.observability import configure_logging
 from app.core.config import get_settings
-from app.core.inference import ModelLoadError, load_model
+from app.core.inference import ModelLoadError
 from app.workers import check_model_in_child, provide_prometheus_dir, serve_workers, server_options
 
 
@@ -30,7 +30,7 @@ def main() -> int:
         return 1
     log_config = configure_logging(settings.log_level)
     # app.main builds its module-level app from the settings: imported only once they are known good.
-    from app.main import create_app
+    from app.main import create_app, load_model_for
 
     if settings.workers > 1:
         problem = check_model_in_child(settings)  # fail fast, with one line, before binding the port
@@ -40,7 +40,7 @@ def main() -> int:
         provide_prometheus_dir()
         return serve_workers(settings, log_config)
     try:
-        model = load_model(settings.model_path)  # fail fast, with one line, before binding the port
+        model = load_model_for(settings)  # fail fast, with one line, before binding the port
     except ModelLoadError as exc:
         print(f"error: cannot start the service: {exc}", file=sys.stderr)
         return 1

@@ -22,7 +22,7 @@ from app.api.routes import models as models_routes
 from app.api.shutdown import on_termination
 from app.api.state import ServiceState
 from app.api.uploads import BodyLimitMiddleware
-from app.core.config import Settings, get_settings
+from app.core.config import Settings, get_settings, usable_cores
 from app.core.inference import LoadedModel, load_model
 
 UPLOAD_ROUTES = (predict, annotate)
@@ -36,6 +36,17 @@ def body_limits_by_type(settings: Settings) -> dict[str, dict[str, int]]:
 def body_limits(settings: Settings) -> dict[str, int]:
     """The most bytes a request body may hold, for each upload route, the largest of its media types."""
     return {path: max(limits.values()) for path, limits in body_limits_by_type(settings).items()}
+
+
+def load_model_for(settings: Settings, path: Path | None = None) -> LoadedModel:
+    """``path`` (default: the default model) on the configured runtime (LiteRT: the cores shared among
+    the workers)."""
+    return load_model(
+        path or settings.model_path,
+        runtime=settings.model_runtime,
+        cache_dir=settings.model_cache_dir,
+        threads=max(1, usable_cores() // settings.workers),
+    )
 
 
 def body_limit_for(settings: Settings) -> Callable[[str, str], int | None]:
@@ -59,7 +70,7 @@ async def load_served_models(
     known = {model.path.resolve(): model for model in preloaded}
 
     async def get(path: Path) -> LoadedModel:
-        return known.get(path.resolve()) or await anyio.to_thread.run_sync(load_model, path)
+        return known.get(path.resolve()) or await anyio.to_thread.run_sync(load_model_for, settings, path)
 
     default, *others = [await get(path) for path in settings.served_model_paths]
     return default, others

@@ -42,6 +42,18 @@ class Settings(BaseSettings):
             "models/*.h5. The default model (model_path) is always served too"
         ),
     )
+    model_runtime: Literal["keras", "litert"] = Field(
+        "keras",
+        description=(
+            "What runs the model: TensorFlow (keras), or LiteRT on a .tflite converted from the .h5 at "
+            "start-up and checked against Keras (within 1e-4) before serving; the serving processes then "
+            "do not load TensorFlow"
+        ),
+    )
+    model_cache_dir: Path = Field(
+        DEFAULT_MODEL_CACHE_DIR,
+        description="Where the litert runtime keeps converted models, by the .h5's SHA-256",
+    )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -5,6 +5,11 @@
     python -m bench.load --tune [--sizes 8,16,32,64] [--waits 0,1,2,5] [--concurrency 32]
     python -m bench.load --images-per-request 16 --faces off --concurrency 8,16
     python -m bench.load --overload 5 [--overload-seconds 20] [--overload-connections 256] [--faces default]
+    python -m bench.load --photo --faces default --servers ours --concurrency 32
+
+``--photo`` sends a 640x480 JPEG with one face (``../shared/data/photos/anger_01.jpg`` scaled to 480
+pixels high on a gray 640x480 canvas, quality 90), made in memory: a real photo's decoding and face
+search rather than a 48x48 crop's.
 
 For each face mode (``off``: ``?faces=off``, the whole image goes to the model; ``default``: the
 service's default face detection, which costs CPU per request) and each server (``ours``:
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import io
 import json
 import mimetypes
 import os
@@ -49,6 +55,8 @@ from bench.load.services import NAIVE, OURS, REPO_ROOT, Service, cpu_seconds, rs
 
 DEFAULT_MODEL = REPO_ROOT / "models" / "emotion_cnn.h5"
 CKPLUS_DIR = Path(os.environ.get("CKPLUS_DIR", REPO_ROOT.parent / "shared" / "data" / "CK+48"))
+PHOTOS_DIR = Path(os.environ.get("PHOTOS_DIR", CKPLUS_DIR.parent / "photos"))
+PHOTO_SIZE = (640, 480)
 FACE_QUERIES = {"off": "?faces=off", "default": ""}
 
 
@@ -62,6 +70,21 @@ def default_image() -> Path:
     if not happy:
         raise SystemExit(f"no CK+48 images in {CKPLUS_DIR / 'happy'}: pass --image or set CKPLUS_DIR")
     return happy[0]
+
+
+def photo_jpeg(source: Path, size: tuple[int, int] = PHOTO_SIZE) -> bytes:
+    """``source`` (one face) scaled to the canvas height and centred on a gray canvas, as JPEG."""
+    from PIL import Image
+
+    width, height = size
+    with Image.open(source) as photo:
+        face = photo.convert("RGB")
+    face = face.resize((round(face.width * height / face.height), height), Image.LANCZOS)
+    canvas = Image.new("RGB", size, (128, 128, 128))
+    canvas.paste(face, ((width - face.width) // 2, 0))
+    buffer = io.BytesIO()
+    canvas.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
 
 
 def int_list(text: str) -> list[int]:
@@ -313,6 +336,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--image", type=Path, default=None, help="default: the first CK+48 'happy' crop")
     parser.add_argument(
+        "--photo", action="store_true", help="send a 640x480 JPEG with one face instead (see above)"
+    )
+    parser.add_argument(
         "--faces", default="off,default", help="face modes, comma-separated: off, default (default: both)"
     )
     parser.add_argument(
@@ -382,8 +408,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     wrk.wrk_path()  # fail early when wrk is missing
-    image = args.image or default_image()
-    data = image.read_bytes()
+    if args.photo:
+        source = args.image or PHOTOS_DIR / "anger_01.jpg"
+        data = photo_jpeg(source)
+        image = Path(f"{source.stem}_{PHOTO_SIZE[0]}x{PHOTO_SIZE[1]}.jpg")
+    else:
+        image = args.image or default_image()
+        data = image.read_bytes()
     file_type = mimetypes.guess_type(image.name)[0] or "application/octet-stream"
     upload = wrk.Upload.of(data, image.name, file_type, copies=args.images_per_request)
     machine = machine_description()
