@@ -43,7 +43,7 @@ class Settings(BaseSettings):
         ),
     )
     model_runtime: Literal["keras", "litert"] = Field(
-        "keras",
+        "litert",
         description=(
             "What runs the model: TensorFlow (keras), or LiteRT on a .tflite converted from the .h5 at "
             "start-up and checked against Keras (within 1e-4) before serving; the serving processes then "
