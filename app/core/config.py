@@ -20,9 +20,19 @@ DEFAULT_MODEL_PATH = SHIPPED_MODELS_DIR / "emotion_cnn.h5"
 DEFAULT_MODEL_CACHE_DIR = Path(tempfile.gettempdir()) / "emotion-model-cache"
 
 
-def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity; a container's CPU quota is not seen)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # cgroup v2: "QUOTA PERIOD" or "max PERIOD"
+
+
+def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
+    """The cores this process may use: its CPU affinity, capped by a container's CPU quota (rounded up)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        quota, period = cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, max(1, -(-int(quota) // int(period))))
+    except (OSError, ValueError):  # no cgroup v2 file (another OS, cgroup v1): the affinity alone
+        pass
+    return cores
 
 
 class Settings(BaseSettings):

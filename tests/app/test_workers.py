@@ -91,3 +91,16 @@ def png_upload(image: bytes) -> tuple[bytes, str]:
 @pytest.fixture
 def face_png(ckplus_dir: Path) -> bytes:
     return sorted((ckplus_dir / "happy").glob("*.png"))[0].read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("cpu_max", "expected"),
+    [("max 100000\n", None), ("100000 100000\n", 1), ("150000 100000\n", 2), ("garbage", None)],
+)
+def test_a_container_cpu_quota_caps_the_default_workers(
+    tmp_path: Path, cpu_max: str, expected: int | None
+) -> None:
+    affinity = len(os.sched_getaffinity(0))
+    (tmp_path / "cpu.max").write_text(cpu_max)
+    assert usable_cores(tmp_path / "cpu.max") == min(affinity, expected or affinity)
+    assert usable_cores(tmp_path / "missing") == affinity

@@ -235,3 +235,19 @@ def test_the_batch_mode_runs_end_to_end(tmp_path, ckplus_dir) -> None:
     assert [(r["server"], r["images_per_request"], r["answered"], r["errors"]) for r in rows] == [
         ("ours", 3, 4, 0)
     ]
+
+
+def test_the_photo_mode_sends_a_640x480_jpeg_with_one_face(photos_dir) -> None:
+    import io
+
+    from PIL import Image
+
+    from app.core.faces import FaceDetector
+    from app.core.imaging import decode_image
+    from bench.load.__main__ import parse_args, photo_jpeg
+
+    data = photo_jpeg(photos_dir / "anger_01.jpg")
+    with Image.open(io.BytesIO(data)) as image:
+        assert (image.format, image.size) == ("JPEG", (640, 480))
+    assert len(FaceDetector().detect(decode_image(data, max_pixels=10**6))) == 1
+    assert parse_args(["--photo", "--faces", "default"]).photo
