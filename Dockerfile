@@ -66,6 +66,9 @@ WORKDIR /app
 EXPOSE 8000
 # Healthy = the model is loaded and warm (GET /ready answers 200); no curl in the slim image.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=60s --retries=3 CMD ["python", "/app/healthcheck.py"]
+# EMOTION_WORKERS server processes share the port (default: one per core of the container's CPU limit;
+# the Kubernetes manifest sets 1 per pod). The model runs on LiteRT (EMOTION_MODEL_RUNTIME): converted
+# from the .h5 at start-up, in a child process, into EMOTION_MODEL_CACHE_DIR (default under /tmp).
 CMD ["python", "-m", "app"]
 USER 10001:10001
 
