@@ -125,7 +125,8 @@ def face_png(ckplus_dir: Path) -> bytes:
 
 
 def test_sigterm_under_load_loses_no_accepted_request(face_png: bytes) -> None:
-    env = {"EMOTION_LOG_LEVEL": "info", "EMOTION_SHUTDOWN_TIMEOUT_S": "30"}
+    # Two worker processes behind one port (EMOTION_WORKERS): each drains its own requests.
+    env = {"EMOTION_LOG_LEVEL": "info", "EMOTION_SHUTDOWN_TIMEOUT_S": "30", "EMOTION_WORKERS": "2"}
     with Service(OURS, MODEL_PATH, env=env) as service:
         seen, stop = Outcomes(), threading.Event()
         clients = [
@@ -189,7 +190,12 @@ def test_sigterm_under_load_loses_no_accepted_request(face_png: bytes) -> None:
 
 
 def test_a_request_that_never_finishes_is_cut_off_at_the_shutdown_bound(face_png: bytes) -> None:
-    env = {"EMOTION_LOG_LEVEL": "info", "EMOTION_SHUTDOWN_TIMEOUT_S": "2", "EMOTION_BODY_TIMEOUT_S": "600"}
+    env = {
+        "EMOTION_LOG_LEVEL": "info",
+        "EMOTION_SHUTDOWN_TIMEOUT_S": "2",
+        "EMOTION_BODY_TIMEOUT_S": "600",
+        "EMOTION_WORKERS": "1",  # one process (as in a Kubernetes pod); two: the test above
+    }
     with Service(OURS, MODEL_PATH, env=env) as service:
         sent_half, answer = threading.Event(), []
 
