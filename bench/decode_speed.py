@@ -1,7 +1,7 @@
 """Decoding a large JPEG at full size against at a reduced size, and the whole ``prepare`` step.
 
     python -m bench.decode_speed [--photo ../shared/data/photos/anger_01.jpg] [--sides 640,1600,3200,4800]
-                                 [--min-side 1280] [--repeats 20]
+                                 [--min-side 1280] [--repeats 20] [--detector auto|yunet|haar]
 
 For each long side the photo is enlarged to (Lanczos, JPEG quality 90, in memory), it times, median
 of ``--repeats`` in this one thread:
@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from app.core.faces import FaceDetector
+from app.core.faces import make_detector
 from app.core.imaging import decode_image, decode_reduced, jpeg_reduction
 from app.core.pipeline import prepare
 from app.core.preprocessing import InputSpec
@@ -72,11 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sides", default="640,1600,3200,4800", help="long sides, comma-separated")
     parser.add_argument("--min-side", type=int, default=1280, help="EMOTION_DECODE_MIN_SIDE")
     parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--detector", default="auto", choices=["auto", "yunet", "haar"], help="for prepare")
     args = parser.parse_args(argv)
     cv2.setNumThreads(1)
-    detector, spec = FaceDetector(), InputSpec(48, 48, 1)
-    print(f"photo {args.photo}; min side {args.min_side}; median of {args.repeats}; "
-          f"load average {os.getloadavg()[0]:.2f}")  # fmt: skip
+    detector, spec = make_detector(args.detector, min_confidence=0.5), InputSpec(48, 48, 1)
+    print(f"photo {args.photo}; detector {detector.name}; min side {args.min_side}; "
+          f"median of {args.repeats}; load average {os.getloadavg()[0]:.2f}")  # fmt: skip
     print("| long side | pixels | reduction | pillow full ms | pillow draft ms | opencv reduced ms "
           "| prepare full ms | prepare reduced ms |")  # fmt: skip
     print("|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -89,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def run_prepare(min_side: int | None, data: bytes = data) -> object:
             return prepare(data, spec=spec, detector=detector, mode="largest", max_pixels=MAX_PIXELS,
-                           margin=0.0, min_side=min_side)  # fmt: skip
+                           margin=0.0, align=False, min_side=min_side)  # fmt: skip
 
         figures = [
             median_ms(lambda data=data: decode_image(data, max_pixels=MAX_PIXELS), args.repeats),

@@ -242,12 +242,13 @@ def test_the_photo_mode_sends_a_640x480_jpeg_with_one_face(photos_dir) -> None:
 
     from PIL import Image
 
-    from app.core.faces import FaceDetector
+    from app.core.faces import make_detector
     from app.core.imaging import decode_image
     from bench.load.__main__ import parse_args, photo_jpeg
 
     data = photo_jpeg(photos_dir / "anger_01.jpg")
     with Image.open(io.BytesIO(data)) as image:
         assert (image.format, image.size) == ("JPEG", (640, 480))
-    assert len(FaceDetector().detect(decode_image(data, max_pixels=10**6))) == 1
+    detector = make_detector("auto", min_confidence=0.5)
+    assert len(detector.detect(decode_image(data, max_pixels=10**6))) == 1
     assert parse_args(["--photo", "--faces", "default"]).photo
