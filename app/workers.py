@@ -57,12 +57,14 @@ def worker_config(settings: Settings, log_config: dict[str, Any]) -> uvicorn.Con
 def _model_problem(settings: Settings) -> str | None:
     """Runs in a child process: load the model as a worker will, and say what is wrong, if anything.
 
-    With the litert runtime this also converts the model once, for every worker, into the cache."""
+    Every served model (EMOTION_MODELS); with the litert runtime each is also converted once, for
+    every worker, into the cache."""
     from app.core.inference import ModelLoadError
     from app.main import load_model_for
 
     try:
-        load_model_for(settings)
+        for path in settings.served_model_paths:  # the default first
+            load_model_for(settings, path)
     except ModelLoadError as exc:
         return str(exc)
     return None
