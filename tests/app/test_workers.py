@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -71,8 +72,10 @@ def test_python_m_app_with_two_workers_serves_from_two_processes_and_stops_on_si
         assert service.process.wait(timeout=60) == 0
         assert all(not Path(f"/proc/{pid}").exists() for pid in workers)
         log = service.log_tail(chars=1_000_000)
-    assert log.count("Application startup complete") == 2
-    assert log.count("Finished server process") == 2  # each worker stopped by itself, exit status 0 above
+    messages = [json.loads(line).get("message", "") for line in log.splitlines() if line.startswith("{")]
+    assert messages.count("Application startup complete.") == 2
+    finished = [m for m in messages if m.startswith("Finished server process")]
+    assert len(finished) == 2  # each worker stopped by itself (the parent's exit status is 0, above)
     # A worker logs its drain from its event loop; seen once in three runs with one line only, so at
     # least one is required here (tests/app/test_graceful_shutdown.py checks draining under load).
     assert "SIGTERM: not ready any more" in log
