@@ -10,7 +10,7 @@ from bench.load.services import NAIVE, OURS
 
 FACE_TITLES = {
     "off": "`?faces=off`: the whole image goes to the model (no face detection)",
-    "default": "default face detection (`largest`): Haar cascade on every request, then the model",
+    "default": "default face detection (`largest`): the face detector on every request, then the model",
 }
 
 
