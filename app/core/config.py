@@ -35,6 +35,20 @@ def usable_cores(cpu_max: Path = CGROUP_CPU_MAX) -> int:
     return cores
 
 
+def _json_or_comma_list(text: str, variable: str) -> list[Any]:
+    """An environment list: JSON when it starts with ``[``, else comma-separated (entries unstripped)."""
+    text = text.strip()
+    if not text.startswith("["):
+        return text.split(",")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError(f"{variable} starts with '[' but is not a JSON list") from None
+    if not isinstance(value, list):
+        raise ValueError(f"{variable} must be a JSON list or comma-separated")
+    return value
+
+
 class Settings(BaseSettings):
     # hide_input_in_errors: a rejected setting's value (an API key) never appears in an error message.
     model_config = SettingsConfigDict(
@@ -181,14 +195,9 @@ class Settings(BaseSettings):
     def _model_list(cls, value: Any) -> Any:
         """A JSON list or comma-separated entries; a bare name ``NAME`` means ``models/NAME.h5``."""
         if isinstance(value, str):
-            text = value.strip()
-            if text.startswith("["):
-                try:
-                    value = json.loads(text)
-                except json.JSONDecodeError:
-                    raise ValueError("EMOTION_MODELS starts with '[' but is not a JSON list") from None
-            else:
-                value = [entry.strip() for entry in text.split(",") if entry.strip()]
+            value = _json_or_comma_list(value, "EMOTION_MODELS")
+            value = [entry.strip() if isinstance(entry, str) else entry for entry in value]
+            value = [entry for entry in value if entry != ""]
         if not isinstance(value, list):
             return value
         return [
@@ -233,15 +242,8 @@ class Settings(BaseSettings):
         """A JSON list, or comma-separated keys; the keys themselves never appear in an error."""
         if not isinstance(value, str):
             return value
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                keys = json.loads(text)
-            except json.JSONDecodeError:
-                raise ValueError("EMOTION_API_KEYS starts with '[' but is not a JSON list") from None
-        else:
-            keys = text.split(",")
-        if not isinstance(keys, list) or not all(isinstance(key, str) for key in keys):
+        keys = _json_or_comma_list(value, "EMOTION_API_KEYS")
+        if not all(isinstance(key, str) for key in keys):
             raise ValueError("EMOTION_API_KEYS must be a JSON list of strings or comma-separated keys")
         keys = [key.strip() for key in keys]
         if not all(keys):
