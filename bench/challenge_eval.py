@@ -40,7 +40,8 @@ from app.core.challenge import Challenge, ChallengeAttempt
 from app.core.config import DEFAULT_MODEL_PATH, REPO_ROOT
 from app.core.faces import Box, make_detector
 from app.core.inference import LoadedModel, load_model
-from app.core.pipeline import average_views, prepare
+from app.core.pipeline import prepare
+from app.core.test_time_flip import with_test_time_flip
 from app.core.tracking import Detection, FaceTracker, face_signatures
 
 POOL = "happy,surprise,neutral,sadness"  # the default EMOTION_CHALLENGE_POOL
@@ -87,8 +88,7 @@ def classify_files(model: LoadedModel, files: list[Path], detector_name: str, fl
             probabilities.extend(model.predict_batch(batch))
             continue
         # EMOTION_TEST_TIME_FLIP (on by default): each face and its mirror, averaged as the service does.
-        plain, mirrored = model.predict_batch(batch), model.predict_batch(batch[:, :, ::-1])
-        probabilities.extend(average_views([a, b]) for a, b in zip(plain, mirrored, strict=True))
+        probabilities.extend(with_test_time_flip(model.predict_batch)(batch))
     return [Frame(b, p, s) for b, p, s in zip(boxes, probabilities, signatures, strict=True)]
 
 

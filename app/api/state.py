@@ -21,6 +21,7 @@ from app.core.faces import make_detector
 from app.core.inference import LoadedModel
 from app.core.pipeline import Classifier
 from app.core.rate_limit import KeyRateLimiter
+from app.core.test_time_flip import with_test_time_flip
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,11 @@ class ServiceState:
         decoders = anyio.CapacityLimiter(settings.decode_threads)  # one pool of decoding threads for all
         for loaded in (model, *others):
             name = loaded.path.stem
+            predict_batch = loaded.predict_batch
+            if settings.test_time_flip:  # each face and its mirror image, in the same model call
+                predict_batch = with_test_time_flip(predict_batch)
             engine = DynamicBatcher(
-                loaded.predict_batch,
+                predict_batch,
                 max_batch_size=settings.batch_max_size,
                 max_wait_ms=settings.batch_max_wait_ms,
                 max_queue=settings.queue_max,
@@ -83,7 +87,6 @@ class ServiceState:
                 max_pixels=settings.max_pixels,
                 margin=settings.face_margin,
                 align=settings.face_align,
-                test_time_flip=settings.test_time_flip,
                 decoders=decoders,
                 decode_queue_max=settings.decode_queue_max,
                 decode_min_side=settings.decode_min_side,

@@ -111,18 +111,6 @@ def prepare(
     return PreparedImage(regions, face_found=True)
 
 
-def average_views(views: list[np.ndarray]) -> np.ndarray:
-    """Probabilities of several views of one face combined: the softmax of their mean logits.
-
-    The mean of log-probabilities differs from the mean of the logits by a constant per view, which
-    the softmax removes, so this is exactly averaging the logits (and so keeps a temperature fitted
-    on them meaningful).
-    """
-    logs = np.mean([np.log(np.clip(view, 1e-12, 1.0)) for view in views], axis=0)
-    combined = np.exp(logs - logs.max())
-    return combined / combined.sum()
-
-
 @dataclass
 class Classifier:
     """Everything a request needs to be classified; one per running service."""
@@ -135,9 +123,6 @@ class Classifier:
     max_pixels: int
     margin: float  # widens the detector's training-like crop, per side (a fraction of its side)
     align: bool  # turn each face so its eyes are level before cropping (detectors that give the eyes)
-    # Average the answers for each face and its mirror image (both go through the batcher, so they
-    # usually share a model call): +0.8 points on FER+ valid for twice the model compute.
-    test_time_flip: bool
     # Uploads being decoded at once: a few large photos at a time, not one per waiting request.
     decoders: anyio.CapacityLimiter
     # Uploads that may wait for a decoder: past them the request is refused at once (503 overloaded),
@@ -146,13 +131,6 @@ class Classifier:
     # JPEGs are decoded at 1/2, 1/4 or 1/8 size while their long side stays at least this (None: never).
     decode_min_side: int | None = None
     _decoding: int = field(default=0, init=False)  # uploads waiting for or in a decoder now
-
-    async def _probabilities(self, x: np.ndarray) -> np.ndarray:
-        """The model's answer for one input, averaged with its mirror image's when test_time_flip is on."""
-        if not self.test_time_flip:
-            return await self.engine.predict(x)
-        views = await asyncio.gather(self.engine.predict(x), self.engine.predict(x[:, ::-1]))
-        return average_views(views)
 
     def _face(self, face: Face | None, row: np.ndarray) -> FaceResult:
         top = int(np.argmax(row))
@@ -191,7 +169,7 @@ class Classifier:
         finally:
             self._decoding -= 1
         decoded = time.perf_counter()
-        rows = await asyncio.gather(*(self._probabilities(x) for _, x in prepared.regions))
+        rows = await asyncio.gather(*(self.engine.predict(x) for _, x in prepared.regions))
         done = time.perf_counter()
         return Classification(
             faces=[self._face(face, row) for (face, _), row in zip(prepared.regions, rows, strict=True)],

@@ -33,8 +33,8 @@ from app.core.errors import OverloadedError
 from app.core.faces import face_crop, yunet
 from app.core.imaging import decode_image
 from app.core.inference import LoadedModel, ModelLoadError, load_model
-from app.core.pipeline import average_views
 from app.core.preprocessing import batch_to_model_input, to_model_input
+from app.core.test_time_flip import average_views
 from app.main import create_app
 from tests.app.asgi import http_scope
 from tests.app.conftest import (

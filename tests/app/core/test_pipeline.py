@@ -56,17 +56,3 @@ def test_uploads_past_the_decode_queue_get_503_at_once(
         assert refused.headers["retry-after"] == "1"
         assert classifier._decoding == 0
         assert post().status_code == 200  # the count went back down
-
-
-def test_average_views_is_the_softmax_of_the_mean_logits() -> None:
-    from app.core.pipeline import average_views
-
-    logits = np.array([[2.0, 0.5, -1.0], [0.0, 1.5, 0.3]])
-
-    def softmax(z: np.ndarray) -> np.ndarray:
-        e = np.exp(z - z.max())
-        return e / e.sum()
-
-    views = [softmax(row) for row in logits]
-    np.testing.assert_allclose(average_views(views), softmax(logits.mean(axis=0)), atol=1e-12)
-    np.testing.assert_allclose(average_views([views[0], views[0]]), views[0], atol=1e-12)
