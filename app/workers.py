@@ -26,10 +26,10 @@ import uvicorn
 from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors.multiprocess import Multiprocess
 
+from app.api.metrics import MULTIPROC_ENV, multiprocess_dir
 from app.core.config import Settings
 
 APP_FACTORY = "app.main:create_app"
-PROMETHEUS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 
 def server_options(settings: Settings, log_config: dict[str, Any]) -> dict[str, Any]:
@@ -79,11 +79,11 @@ def check_model_in_child(settings: Settings) -> str | None:
 def provide_prometheus_dir() -> None:
     """Workers share metrics through files (prometheus-client's multiprocess mode): give them a fresh
     folder unless one is configured; it is removed when the parent exits."""
-    if os.environ.get(PROMETHEUS_DIR_VARIABLE):
+    if multiprocess_dir() is not None:
         return
     folder = tempfile.mkdtemp(prefix="emotion-metrics-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    os.environ[PROMETHEUS_DIR_VARIABLE] = folder
+    os.environ[MULTIPROC_ENV] = folder
 
 
 class Supervisor(Multiprocess):

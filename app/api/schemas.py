@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.core.faces import FaceMode
+from app.core.faces import Box, FaceMode
 from app.core.pipeline import Classification, FaceResult
 
 EXAMPLE_PROBABILITIES = {
@@ -48,6 +48,11 @@ class FaceBox(BaseModel):
     width: int = Field(ge=1)
     height: int = Field(ge=1)
 
+    @classmethod
+    def of(cls, box: Box | None) -> FaceBox | None:
+        """The core's box as the response shows it (None: the whole image was classified)."""
+        return None if box is None else cls(x=box.x, y=box.y, width=box.width, height=box.height)
+
 
 class Point(BaseModel):
     x: float
@@ -82,12 +87,11 @@ class FacePrediction(BaseModel):
 
     @classmethod
     def from_face(cls, face: FaceResult) -> FacePrediction:
-        box = face.box
         eyes = None
         if face.right_eye is not None and face.left_eye is not None:
             eyes = Eyes(right=Point.of(face.right_eye), left=Point.of(face.left_eye))
         return cls(
-            box=None if box is None else FaceBox(x=box.x, y=box.y, width=box.width, height=box.height),
+            box=FaceBox.of(face.box),
             emotion=face.emotion,
             confidence=face.confidence,
             probabilities=face.probabilities,

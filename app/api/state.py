@@ -1,7 +1,8 @@
 """What the running service holds: its settings and, between start and stop, its models and their batchers.
 
 Every model is served side by side (``?model=NAME``), each with its own batcher and classifier; the first
-one started is the default, which ``model``, ``engine`` and ``classifier`` name.
+one started is the default, whose model, batcher and classifier the ``model``, ``engine`` and
+``classifier`` properties give.
 """
 
 from __future__ import annotations
@@ -42,9 +43,6 @@ class ServiceState:
     """One per app (``app.state.service``); the lifespan starts and stops it."""
 
     settings: Settings
-    model: LoadedModel | None = None
-    engine: DynamicBatcher | None = None
-    classifier: Classifier | None = None
     served: dict[str, ServedModel] = field(default_factory=dict)  # by name, the default first
     ready: bool = False
     draining: bool = False  # a termination signal came: /ready answers 503, requests in flight finish
@@ -57,6 +55,23 @@ class ServiceState:
         self.keys = KeyRing.of(key.get_secret_value() for key in settings.accepted_api_keys)
         per_minute = settings.rate_limit_per_minute
         self.rate_limiter = KeyRateLimiter(per_minute) if per_minute is not None else None
+
+    @property
+    def default(self) -> ServedModel | None:
+        """The default model in service (None until started)."""
+        return next((served for served in self.served.values() if served.default), None)
+
+    @property
+    def model(self) -> LoadedModel | None:
+        return None if self.default is None else self.default.model
+
+    @property
+    def engine(self) -> DynamicBatcher | None:
+        return None if self.default is None else self.default.engine
+
+    @property
+    def classifier(self) -> Classifier | None:
+        return None if self.default is None else self.default.classifier
 
     async def start(self, model: LoadedModel, others: Sequence[LoadedModel] = ()) -> None:
         """Serve ``model`` (the default) and ``others``: one batcher and classifier each, then turn ready."""
@@ -93,8 +108,6 @@ class ServiceState:
             )
             self.served[name] = ServedModel(name, loaded, engine, classifier, default=loaded is model)
             self.metrics.describe_model(name, loaded.model_id, loaded.labels, default=loaded is model)
-        default = self.served[model.path.stem]
-        self.model, self.engine, self.classifier = default.model, default.engine, default.classifier
         self.ready = True
         log.info("ready", extra={"model_id": model.model_id, "models": list(self.served)})
 
@@ -123,11 +136,9 @@ class ServiceState:
     def require_model(self, name: str | None = None) -> ServedModel:
         """The model named ``name`` (None: the default); 503 until started, 404 for an unknown name."""
         self.require_classifier()
-        if name is None:
-            assert self.model is not None
-            name = self.model.path.stem
-        served = self.served.get(name)
+        served = self.default if name is None else self.served.get(name)
         if served is None:
+            assert name is not None  # the default is there once started
             raise UnknownModelError(
                 f"no model named {name[:80]!r}; this service serves {', '.join(self.served)} (GET /models)"
             )

@@ -16,7 +16,7 @@ import numpy as np
 from app.core.annotation import annotate_image
 from app.core.batching import RETRY_AFTER, DynamicBatcher
 from app.core.errors import OverloadedError
-from app.core.faces import Box, Face, FaceDetector, FaceMode, Point, face_crop
+from app.core.faces import Box, Face, FaceDetector, FaceMode, Point, clip_box, face_crop
 from app.core.imaging import DecodedImage, decode_reduced
 from app.core.preprocessing import InputSpec, to_model_input
 
@@ -67,16 +67,13 @@ def in_original_pixels(face: Face, decoded: DecodedImage) -> Face:
     if scale == 1.0:
         return face
     box, (width, height) = face.box, decoded.original_size
-    x0, y0 = round(box.x * scale), round(box.y * scale)
-    x1 = min(width, round((box.x + box.width) * scale))
-    y1 = min(height, round((box.y + box.height) * scale))
 
     def point(eye: Point | None) -> Point | None:
         return None if eye is None else (eye[0] * scale, eye[1] * scale)
 
     return replace(
         face,
-        box=Box(x0, y0, x1 - x0, y1 - y0),
+        box=clip_box(box.x * scale, box.y * scale, box.width * scale, box.height * scale, width, height),
         right_eye=point(face.right_eye),
         left_eye=point(face.left_eye),
     )

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 import app.__main__ as entry
+from app.api.metrics import MULTIPROC_ENV
 from app.core.config import Settings, usable_cores
-from app.workers import APP_FACTORY, PROMETHEUS_DIR_VARIABLE, provide_prometheus_dir, worker_config
+from app.workers import APP_FACTORY, provide_prometheus_dir, worker_config
 from bench.load.services import OURS, Service, process_tree
 from tests.app.conftest import MODEL_PATH
 
@@ -45,12 +46,12 @@ def test_one_worker_serves_in_this_process(monkeypatch: pytest.MonkeyPatch) -> N
 def test_workers_get_a_fresh_metrics_folder_unless_one_is_set(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setenv(PROMETHEUS_DIR_VARIABLE, str(tmp_path))
+    monkeypatch.setenv(MULTIPROC_ENV, str(tmp_path))
     provide_prometheus_dir()
-    assert os.environ[PROMETHEUS_DIR_VARIABLE] == str(tmp_path)
-    monkeypatch.delenv(PROMETHEUS_DIR_VARIABLE)
+    assert os.environ[MULTIPROC_ENV] == str(tmp_path)
+    monkeypatch.delenv(MULTIPROC_ENV)
     provide_prometheus_dir()
-    made = Path(os.environ[PROMETHEUS_DIR_VARIABLE])
+    made = Path(os.environ[MULTIPROC_ENV])
     assert made.is_dir() and not any(made.iterdir()) and made != tmp_path
 
 
@@ -65,7 +66,7 @@ def test_python_m_app_with_two_workers_serves_from_two_processes_and_stops_on_si
         assert len(workers) == 2, children
         for pid in workers:  # each worker listens on the shared port and has the metrics folder
             environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            assert any(entry.startswith(PROMETHEUS_DIR_VARIABLE.encode() + b"=") for entry in environ)
+            assert any(entry.startswith(MULTIPROC_ENV.encode() + b"=") for entry in environ)
         answers = [service.post("/predict", *png_upload(face_png)) for _ in range(8)]
         assert [status for status, _ in answers] == [200] * 8
         service.process.send_signal(signal.SIGTERM)

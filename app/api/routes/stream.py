@@ -188,14 +188,11 @@ class StreamSession:
         labels = classifier.labels
         faces = []
         for face, track in zip(result.faces, tracked, strict=True):
-            box = face.box
             smoothed = {label: float(p) for label, p in zip(labels, track.smoothed, strict=True)}
             faces.append(
                 StreamFace(
                     track_id=track.track_id,
-                    box=None
-                    if box is None
-                    else FaceBox(x=box.x, y=box.y, width=box.width, height=box.height),
+                    box=FaceBox.of(face.box),
                     face_confidence=face.face_confidence,
                     emotion=max(smoothed, key=smoothed.__getitem__),
                     probabilities=face.probabilities,
