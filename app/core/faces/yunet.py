@@ -127,10 +127,9 @@ class YuNetDetector:
 
     def detect(self, image: np.ndarray) -> list[Face]:
         height, width = image.shape[:2]
-        bgr = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR if image.ndim == 2 else cv2.COLOR_RGB2BGR)
         faces: list[Face] = []
         for long_side in _PASSES:
-            scaled = for_detection(bgr, long_side, _MIN_SIDE)
+            scaled = for_detection(image, long_side, _MIN_SIDE)
             if scaled is None:
                 return []
             faces = self._faces(scaled, width, height)
@@ -139,8 +138,12 @@ class YuNetDetector:
         return sorted(faces, key=lambda face: face.box.area, reverse=True)
 
     def _faces(self, scaled: Scaled, width: int, height: int) -> list[Face]:
+        # The network takes BGR; converted after scaling, so a large photo's colours are swapped on the
+        # detection-sized copy only (per-channel resizing makes the pixels the same either way).
+        small = scaled.image
+        bgr = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR if small.ndim == 2 else cv2.COLOR_RGB2BGR)
         faces = []
-        for row in _call(self._entry, scaled.image):
+        for row in _call(self._entry, bgr):
             score, x, y, w, h = (int(v) for v in row[:5])
             if score < self._min_score or w <= 0 or h <= 0:
                 continue
